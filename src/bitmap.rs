@@ -1,0 +1,231 @@
+//! Per-chunk granule bitmaps: the out-of-band record of every block's extent and state.
+//!
+//! A chunk is 64 KiB of heap (4096 granules of 16 bytes). Its `ChunkMeta` holds two bits
+//! per granule:
+//!
+//! | `start` | `alloc` | granule is ...                                                 |
+//! |---------|---------|----------------------------------------------------------------|
+//! | 1       | 1       | the first granule of a live block (user or internal)           |
+//! | 0       | 1       | a later granule of a live block                                 |
+//! | 1       | 0       | the first granule of a free block (buddy-free or thread-cached) |
+//! | 0       | 0       | a later granule of a free block, or beyond the heap top          |
+//!
+//! So a live block's extent is its start granule plus the run of `alloc=1, start=0`
+//! granules after it; no header sits in front of a user's block.
+//!
+//! Concurrency: bits are changed with atomic read-modify-write only. The arena lock
+//! serialises changes to free granules; the holder of a live or cached block changes
+//! that block's own bits without the lock (free and malloc fast paths). A word may hold
+//! bits of several blocks, hence atomic RMW on every write.
+
+use core::sync::atomic::{AtomicU64, Ordering::*};
+
+pub const GRANULE_SHIFT: usize = 4;
+pub const GRANULE: usize = 1 << GRANULE_SHIFT;
+pub const CHUNK_SHIFT: usize = 12; // granules per chunk, as a power of two
+pub const CHUNK_GRANULES: usize = 1 << CHUNK_SHIFT;
+pub const WORDS: usize = CHUNK_GRANULES / 64;
+/// Highest buddy order (block of 2^order granules) the core manages.
+pub const MAX_ORDER: usize = 31;
+
+#[repr(C)]
+pub struct ChunkMeta {
+    pub alloc: [AtomicU64; WORDS],
+    pub start: [AtomicU64; WORDS],
+    /// Buddy-free blocks of each order that start in this chunk. Guarded by the arena lock.
+    pub free_count: [u16; MAX_ORDER + 1],
+    /// A block was freed here since the last purge. Guarded by the arena lock.
+    pub dirty: u32,
+    /// The chunk this metadata describes (lets trimming recognise metadata blocks).
+    pub chunk: u32,
+}
+
+pub const META_BYTES: usize = core::mem::size_of::<ChunkMeta>();
+pub const META_GRANULES: usize = META_BYTES.div_ceil(GRANULE);
+
+/// Mask of the bits `[lo, hi)` in a word (0 <= lo < hi <= 64).
+#[inline]
+pub fn span_mask(lo: usize, hi: usize) -> u64 {
+    let upper = if hi >= 64 { u64::MAX } else { (1u64 << hi) - 1 };
+    upper & !((1u64 << lo) - 1)
+}
+
+/// Which bitmap of a chunk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Plane {
+    Alloc,
+    Start,
+}
+
+impl ChunkMeta {
+    #[inline]
+    pub fn plane(&self, plane: Plane) -> &[AtomicU64; WORDS] {
+        match plane {
+            Plane::Alloc => &self.alloc,
+            Plane::Start => &self.start,
+        }
+    }
+
+    #[inline]
+    pub fn test(&self, plane: Plane, g: usize) -> bool {
+        (self.plane(plane)[g >> 6].load(Relaxed) >> (g & 63)) & 1 != 0
+    }
+
+    /// Sets (`on`) or clears the bits `[lo, hi)` of one plane within this chunk and
+    /// returns how many of them were already in the requested state.
+    pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
+        let words = self.plane(plane);
+        let mut already = 0;
+        let mut g = lo;
+        while g < hi {
+            let w = g >> 6;
+            let end = core::cmp::min(hi, (w + 1) << 6);
+            let mask = span_mask(g & 63, end - (w << 6));
+            let old = if mask == u64::MAX {
+                // A whole word: nobody else owns bits in it, a swap is enough.
+                words[w].swap(if on { u64::MAX } else { 0 }, AcqRel)
+            } else if on {
+                words[w].fetch_or(mask, AcqRel)
+            } else {
+                words[w].fetch_and(!mask, AcqRel)
+            };
+            let same = if on { old & mask } else { !old & mask };
+            already += same.count_ones() as usize;
+            g = end;
+        }
+        already
+    }
+
+    /// First granule in `[from, CHUNK_GRANULES)` whose `start` bit is set or whose
+    /// `alloc` bit is clear: the end of a live block that continues at `from`.
+    pub fn live_run_end(&self, from: usize) -> Option<usize> {
+        let mut w = from >> 6;
+        let mut skip = span_mask(0, from & 63);
+        while w < WORDS {
+            let stop = (self.start[w].load(Acquire) | !self.alloc[w].load(Acquire)) & !skip;
+            if stop != 0 {
+                return Some((w << 6) + stop.trailing_zeros() as usize);
+            }
+            skip = 0;
+            w += 1;
+        }
+        None
+    }
+
+    /// Lowest granule `>= from` that starts a block and is not allocated (a buddy-free
+    /// or cached block), restricted to multiples of `align` (a power of two <= 64 or a
+    /// multiple of 64).
+    pub fn next_free_start(&self, from: usize, align: usize) -> Option<usize> {
+        let pattern: u64 = match align {
+            1 => u64::MAX,
+            2 => 0x5555_5555_5555_5555,
+            4 => 0x1111_1111_1111_1111,
+            8 => 0x0101_0101_0101_0101,
+            16 => 0x0001_0001_0001_0001,
+            32 => 0x0000_0001_0000_0001,
+            _ => 1,
+        };
+        let word_step = if align > 64 { align / 64 } else { 1 };
+        let mut w = from >> 6;
+        if word_step > 1 {
+            w = w.div_ceil(word_step) * word_step;
+            if w << 6 != from && (from & 63) != 0 {
+                // `from` was inside a word: w already rounded up past it.
+            }
+        }
+        let mut skip = if (w << 6) < from { span_mask(0, from & 63) } else { 0 };
+        while w < WORDS {
+            let cand = self.start[w].load(Acquire) & !self.alloc[w].load(Acquire) & pattern & !skip;
+            if cand != 0 {
+                return Some((w << 6) + cand.trailing_zeros() as usize);
+            }
+            skip = 0;
+            w += word_step;
+        }
+        None
+    }
+
+    /// Highest granule `< below` with the `alloc` bit set.
+    pub fn last_alloc_below(&self, below: usize) -> Option<usize> {
+        if below == 0 {
+            return None;
+        }
+        let mut w = (below - 1) >> 6;
+        let mut keep = span_mask(0, below - (w << 6));
+        loop {
+            let bits = self.alloc[w].load(Acquire) & keep;
+            if bits != 0 {
+                return Some((w << 6) + 63 - bits.leading_zeros() as usize);
+            }
+            if w == 0 {
+                return None;
+            }
+            keep = u64::MAX;
+            w -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Box<ChunkMeta> {
+        // SAFETY: ChunkMeta is plain integers and atomics, valid when zeroed.
+        unsafe { Box::new(core::mem::zeroed()) }
+    }
+
+    #[test]
+    fn meta_is_small() {
+        assert_eq!(META_BYTES, 1096);
+        assert_eq!(META_GRANULES, 69);
+    }
+
+    #[test]
+    fn span_masks() {
+        assert_eq!(span_mask(0, 64), u64::MAX);
+        assert_eq!(span_mask(3, 5), 0b11000);
+        assert_eq!(span_mask(63, 64), 1 << 63);
+    }
+
+    #[test]
+    fn assign_counts_bits_already_set() {
+        let m = meta();
+        assert_eq!(m.assign(Plane::Alloc, 10, 200, true), 0);
+        assert_eq!(m.assign(Plane::Alloc, 0, 300, true), 190);
+        assert!(m.test(Plane::Alloc, 0) && m.test(Plane::Alloc, 299) && !m.test(Plane::Alloc, 300));
+        assert_eq!(m.assign(Plane::Alloc, 100, 101, false), 0);
+        assert_eq!(m.assign(Plane::Alloc, 100, 101, false), 1);
+    }
+
+    #[test]
+    fn run_end_stops_at_start_or_hole() {
+        let m = meta();
+        m.assign(Plane::Alloc, 5, 150, true);
+        m.assign(Plane::Start, 5, 6, true);
+        m.assign(Plane::Start, 90, 91, true);
+        assert_eq!(m.live_run_end(6), Some(90));
+        assert_eq!(m.live_run_end(91), Some(150));
+        assert_eq!(m.live_run_end(4000), Some(4000));
+    }
+
+    #[test]
+    fn free_start_search_respects_alignment() {
+        let m = meta();
+        for g in [3usize, 9, 64, 130, 200, 1024] {
+            m.assign(Plane::Start, g, g + 1, true);
+        }
+        assert_eq!(m.next_free_start(0, 1), Some(3));
+        assert_eq!(m.next_free_start(4, 1), Some(9));
+        assert_eq!(m.next_free_start(0, 2), Some(64));
+        assert_eq!(m.next_free_start(65, 2), Some(130));
+        assert_eq!(m.next_free_start(0, 8), Some(64));
+        assert_eq!(m.next_free_start(65, 8), Some(200));
+        assert_eq!(m.next_free_start(65, 128), Some(1024));
+        m.assign(Plane::Alloc, 64, 65, true);
+        assert_eq!(m.next_free_start(10, 1), Some(130));
+        assert_eq!(m.last_alloc_below(64), None);
+        assert_eq!(m.last_alloc_below(65), Some(64));
+        assert_eq!(m.last_alloc_below(4096), Some(64));
+    }
+}

@@ -1,0 +1,871 @@
+//! The buddy core: one contiguous arena of 16-byte granules, split and merged by buddy
+//! rules, with every block's state kept out of band in per-chunk bitmaps (`bitmap.rs`).
+//!
+//! Invariants (all guarded by the owner's lock unless a field says otherwise):
+//! * A buddy-free block of order `k` starts at a granule index that is a multiple of
+//!   `2^k` (relative to `base`), has `start=1` at its first granule, `alloc=0` and
+//!   `start=0` on the rest, and carries a [`FreeHeader`] (tag bound to its address and the
+//!   arena key, plus its order) in its first 16 bytes.
+//! * Coalescing is eager: two buddy-free blocks that are buddies of each other never
+//!   both exist.
+//! * `free_count[k]` of a chunk counts the buddy-free blocks of order `k` starting in it;
+//!   `DirEntry::mask` bit `k` is set iff that count is non-zero; `groups[i]` is the OR of
+//!   the masks of chunks `64i .. 64i+63`. Searching these gives lowest-address-first
+//!   placement without scanning the whole heap.
+//! * A cached block (held by a thread cache) has `start=1`, `alloc=0` and a
+//!   [`CachedHeader`] whose tag tells the buddy to leave it alone.
+//! * Every granule below `top` belongs to a chunk whose `ChunkMeta` exists; the metadata
+//!   blocks are ordinary live blocks inside the arena, so the arena's extent is its whole
+//!   footprint.
+
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
+
+use crate::bitmap::*;
+use crate::sys;
+
+/// Per-chunk directory entry.
+#[repr(C)]
+pub struct DirEntry {
+    /// Granule index of the chunk's `ChunkMeta` plus one; 0 while the chunk has none.
+    /// Written under the lock, read without it by the free fast path.
+    pub meta: AtomicU32,
+    /// Bit k: a buddy-free block of order k starts in this chunk.
+    pub mask: u32,
+}
+
+#[repr(C)]
+struct FreeHeader {
+    tag: u64,
+    order: u64,
+}
+
+/// The first 16 bytes of a block parked in a thread cache.
+#[repr(C)]
+pub struct CachedHeader {
+    pub tag: u64,
+    pub next: *mut CachedHeader,
+}
+
+const FREE_SALT: u64 = 0x6d79_616c_6c6f_6346; // distinct constants for the two tags
+const CACHED_SALT: u64 = 0x6361_6368_6564_2121;
+
+/// How the arena obtains and returns memory above its top.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Source {
+    /// The program break: grows with `sbrk`, shrinks by lowering the break.
+    Brk,
+    /// A fixed region that is already mapped up to `limit`; `release` says whether
+    /// pages given up may be returned with madvise.
+    Fixed { release: bool },
+}
+
+#[derive(Clone, Copy, Default, Debug)]
+pub struct ArenaStats {
+    pub grow_calls: u64,
+    pub shrink_calls: u64,
+    pub madvise_calls: u64,
+    pub madvised_bytes: u64,
+    /// Granules in live blocks (user, cached and metadata).
+    pub live_granules: u64,
+    pub meta_granules: u64,
+    pub peak_top: u64,
+}
+
+/// Growth granularity: the break moves by at least this much, so that small requests do
+/// not cost one system call each, and by a fraction of the heap when it is large.
+pub const GROW_MIN: usize = 16 << 10;
+/// A free tail at least this large is given back to the kernel ...
+pub const TRIM_THRESHOLD: usize = 32 << 10;
+/// ... keeping this much as a cushion.
+pub const TRIM_KEEP: usize = 8 << 10;
+/// Requests of at least this many granules may be placed across free blocks at the top.
+const LARGE_GRANULES: usize = CHUNK_GRANULES;
+const PAGE_GRANULES: usize = sys::PAGE / GRANULE;
+
+pub struct Arena {
+    /// Address of granule 0; page aligned. Immutable once the arena is published.
+    pub base: usize,
+    /// Granules below the heap top. Written under the lock, read without it.
+    top: AtomicUsize,
+    /// Most granules the directory can describe.
+    pub limit: usize,
+    dir: *mut DirEntry,
+    groups: *mut u32,
+    pub source: Source,
+    key: u64,
+    /// Bytes freed since the last purge of dirty chunks.
+    dirty_bytes: usize,
+    /// Where the last trim found the reclaimable tail to start (raised by allocations
+    /// above it): a free ending at or above it may make the tail long enough to trim.
+    tail_hint: usize,
+    pub stats: ArenaStats,
+}
+
+// SAFETY: the raw pointers refer to memory owned by the arena; the owner serialises
+// mutation with a lock.
+unsafe impl Send for Arena {}
+
+#[inline]
+fn order_for(n: usize) -> usize {
+    if n <= 1 {
+        0
+    } else {
+        (usize::BITS - (n - 1).leading_zeros()) as usize
+    }
+}
+
+impl Arena {
+    /// Bytes of directory needed for an arena of `limit` granules.
+    pub const fn directory_bytes(limit: usize) -> usize {
+        let chunks = limit.div_ceil(CHUNK_GRANULES);
+        chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 4
+    }
+
+    /// An empty arena at `base` (page aligned) describing at most `limit` granules, with
+    /// its directory in `dir_mem` (zeroed, `directory_bytes(limit)` long).
+    ///
+    /// # Safety
+    /// `dir_mem` must be valid, zeroed and exclusively owned by the arena; for
+    /// `Source::Fixed`, `[base, base + limit*16)` must be mapped and owned by the arena.
+    pub unsafe fn new(base: usize, limit: usize, dir_mem: *mut u8, source: Source, key: u64) -> Arena {
+        let chunks = limit.div_ceil(CHUNK_GRANULES);
+        Arena {
+            base,
+            top: AtomicUsize::new(0),
+            limit: core::cmp::min(limit, 1usize << MAX_ORDER),
+            dir: dir_mem as *mut DirEntry,
+            groups: dir_mem.add(chunks * core::mem::size_of::<DirEntry>()) as *mut u32,
+            source,
+            key,
+            dirty_bytes: 0,
+            tail_hint: 0,
+            stats: ArenaStats::default(),
+        }
+    }
+
+    #[inline]
+    pub fn top(&self) -> usize {
+        self.top.load(Acquire)
+    }
+
+    #[inline]
+    pub fn end_addr(&self) -> usize {
+        self.base + (self.top() << GRANULE_SHIFT)
+    }
+
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.base) < (self.top() << GRANULE_SHIFT)
+    }
+
+    #[inline]
+    pub fn addr(&self, g: usize) -> usize {
+        self.base + (g << GRANULE_SHIFT)
+    }
+
+    #[inline]
+    pub fn granule_of(&self, addr: usize) -> usize {
+        (addr - self.base) >> GRANULE_SHIFT
+    }
+
+    #[inline]
+    fn dir(&self, c: usize) -> &DirEntry {
+        // SAFETY: callers pass chunk indices below the directory size (top <= limit).
+        unsafe { &*self.dir.add(c) }
+    }
+
+    #[inline]
+    fn dir_mut(&mut self, c: usize) -> &mut DirEntry {
+        // SAFETY: as in dir(); &mut self serialises.
+        unsafe { &mut *self.dir.add(c) }
+    }
+
+    /// The metadata of chunk `c`, if it exists.
+    #[inline]
+    pub fn meta(&self, c: usize) -> Option<&ChunkMeta> {
+        let m = self.dir(c).meta.load(Acquire);
+        if m == 0 {
+            None
+        } else {
+            // SAFETY: a non-zero entry names a live metadata block inside the arena.
+            Some(unsafe { &*(self.addr(m as usize - 1) as *const ChunkMeta) })
+        }
+    }
+
+    #[inline]
+    fn meta_of(&self, g: usize) -> &ChunkMeta {
+        match self.meta(g >> CHUNK_SHIFT) {
+            Some(m) => m,
+            None => crate::report::internal("granule without chunk metadata"),
+        }
+    }
+
+    #[inline]
+    pub fn test(&self, plane: Plane, g: usize) -> bool {
+        self.meta_of(g).test(plane, g & (CHUNK_GRANULES - 1))
+    }
+
+    /// Sets or clears `[lo, hi)` of a plane across chunks; returns the bits already in
+    /// that state.
+    pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
+        let mut g = lo;
+        let mut already = 0;
+        while g < hi {
+            let chunk_base = g & !(CHUNK_GRANULES - 1);
+            let end = core::cmp::min(hi, chunk_base + CHUNK_GRANULES);
+            already += self.meta_of(g).assign(plane, g - chunk_base, end - chunk_base, on);
+            g = end;
+        }
+        already
+    }
+
+    /// End of the live block that starts at `g` (which must be a live start).
+    pub fn live_end(&self, g: usize) -> usize {
+        let top = self.top();
+        let mut from = g + 1;
+        while from < top {
+            let c = from >> CHUNK_SHIFT;
+            let Some(m) = self.meta(c) else { return from };
+            if let Some(x) = m.live_run_end(from & (CHUNK_GRANULES - 1)) {
+                return core::cmp::min((c << CHUNK_SHIFT) + x, top);
+            }
+            from = (c + 1) << CHUNK_SHIFT;
+        }
+        top
+    }
+
+    // ----- tags -------------------------------------------------------------------
+
+    #[inline]
+    fn free_tag(&self, g: usize) -> u64 {
+        self.key ^ FREE_SALT ^ (g as u64).rotate_left(17)
+    }
+
+    #[inline]
+    pub fn cached_tag(&self, addr: usize) -> u64 {
+        self.key ^ CACHED_SALT ^ (addr as u64).rotate_left(29)
+    }
+
+    #[inline]
+    fn header(&self, g: usize) -> *mut FreeHeader {
+        self.addr(g) as *mut FreeHeader
+    }
+
+    /// Whether a buddy-free block of exactly order `k` starts at `g`.
+    fn is_free_block(&self, g: usize, k: usize) -> bool {
+        if g + (1 << k) > self.top() {
+            return false;
+        }
+        let m = self.meta_of(g);
+        let i = g & (CHUNK_GRANULES - 1);
+        if !m.test(Plane::Start, i) || m.test(Plane::Alloc, i) {
+            return false;
+        }
+        // SAFETY: start=1, alloc=0: the granule begins a free or cached block whose
+        // first 16 bytes belong to the allocator.
+        let h = unsafe { &*self.header(g) };
+        h.tag == self.free_tag(g) && h.order == k as u64
+    }
+
+    /// The order of the buddy-free block starting at `g`, if one does.
+    fn free_block_order(&self, g: usize) -> Option<usize> {
+        let m = self.meta_of(g);
+        let i = g & (CHUNK_GRANULES - 1);
+        if !m.test(Plane::Start, i) || m.test(Plane::Alloc, i) {
+            return None;
+        }
+        // SAFETY: as in is_free_block.
+        let h = unsafe { &*self.header(g) };
+        if h.tag == self.free_tag(g) && (h.order as usize) <= MAX_ORDER {
+            Some(h.order as usize)
+        } else {
+            None
+        }
+    }
+
+    // ----- free block bookkeeping ---------------------------------------------------
+
+    fn count_add(&mut self, g: usize, k: usize) {
+        let c = g >> CHUNK_SHIFT;
+        let m = self.meta_of(g) as *const ChunkMeta as *mut ChunkMeta;
+        // SAFETY: free_count is guarded by the arena lock, which &mut self proves.
+        let n = unsafe {
+            (*m).free_count[k] += 1;
+            (*m).free_count[k]
+        };
+        if n == 1 {
+            self.dir_mut(c).mask |= 1 << k;
+            // SAFETY: group index is within the directory.
+            unsafe { *self.groups.add(c >> 6) |= 1 << k };
+        }
+    }
+
+    fn count_sub(&mut self, g: usize, k: usize) {
+        let c = g >> CHUNK_SHIFT;
+        let m = self.meta_of(g) as *const ChunkMeta as *mut ChunkMeta;
+        // SAFETY: as in count_add.
+        let n = unsafe {
+            (*m).free_count[k] -= 1;
+            (*m).free_count[k]
+        };
+        if n == 0 {
+            self.dir_mut(c).mask &= !(1 << k);
+            self.refresh_group(c >> 6);
+        }
+    }
+
+    fn refresh_group(&mut self, grp: usize) {
+        let first = grp << 6;
+        let last = core::cmp::min(first + 64, self.limit.div_ceil(CHUNK_GRANULES));
+        let mut acc = 0;
+        for c in first..last {
+            acc |= self.dir(c).mask;
+        }
+        // SAFETY: grp is within the directory.
+        unsafe { *self.groups.add(grp) = acc };
+    }
+
+    /// Records `[g, g+2^k)` as a buddy-free block (its bits must already read free).
+    fn push_free(&mut self, g: usize, k: usize) {
+        // SAFETY: the block is free and owned by the arena.
+        unsafe { self.header(g).write(FreeHeader { tag: self.free_tag(g), order: k as u64 }) };
+        self.assign(Plane::Start, g, g + 1, true);
+        self.count_add(g, k);
+    }
+
+    /// Forgets the buddy-free block at `g` (order `k`); its start bit is left set.
+    fn take_free(&mut self, g: usize, k: usize) {
+        // SAFETY: the block is free and owned by the arena; clearing the tag keeps a
+        // stale header from ever validating inside user memory.
+        unsafe { (*self.header(g)).tag = 0 };
+        self.count_sub(g, k);
+    }
+
+    /// Gives the granules `[lo, hi)` (whose alloc bits are clear) back to the buddy
+    /// system: split into aligned blocks, each merged with free buddies.
+    pub fn release_range(&mut self, lo: usize, hi: usize) {
+        self.assign(Plane::Start, lo, hi, false);
+        let mut g = lo;
+        while g < hi {
+            let align = if g == 0 { MAX_ORDER } else { g.trailing_zeros() as usize };
+            let fit = (usize::BITS - 1 - (hi - g).leading_zeros()) as usize;
+            let k = core::cmp::min(core::cmp::min(align, fit), MAX_ORDER);
+            self.free_with_merge(g, k);
+            g += 1 << k;
+        }
+    }
+
+    fn free_with_merge(&mut self, mut g: usize, mut k: usize) {
+        while k < MAX_ORDER {
+            let buddy = g ^ (1 << k);
+            if !self.is_free_block(buddy, k) {
+                break;
+            }
+            self.take_free(buddy, k);
+            let upper = core::cmp::max(g, buddy);
+            self.assign(Plane::Start, upper, upper + 1, false);
+            g = core::cmp::min(g, buddy);
+            k += 1;
+        }
+        self.push_free(g, k);
+        let m = self.meta_of(g) as *const ChunkMeta as *mut ChunkMeta;
+        // SAFETY: dirty is guarded by the arena lock.
+        unsafe { (*m).dirty = 1 };
+    }
+
+    // ----- search ---------------------------------------------------------------------
+
+    /// Lowest buddy-free block of order >= k in which `n` granules fit at a position
+    /// aligned to `align` granules. Returns (block start, order, placement).
+    fn find_free(&self, k: usize, n: usize, align: usize) -> Option<(usize, usize, usize)> {
+        let chunks = self.top().div_ceil(CHUNK_GRANULES);
+        let want: u32 = !0u32 << k;
+        let mut grp = 0;
+        while grp << 6 < chunks {
+            // SAFETY: grp is within the directory.
+            if unsafe { *self.groups.add(grp) } & want != 0 {
+                for c in grp << 6..core::cmp::min((grp + 1) << 6, chunks) {
+                    if self.dir(c).mask & want == 0 {
+                        continue;
+                    }
+                    if let Some(hit) = self.find_in_chunk(c, k, n, align) {
+                        return Some(hit);
+                    }
+                }
+            }
+            grp += 1;
+        }
+        None
+    }
+
+    fn find_in_chunk(&self, c: usize, k: usize, n: usize, align: usize) -> Option<(usize, usize, usize)> {
+        let m = self.meta(c)?;
+        let step = core::cmp::min(1usize << k, CHUNK_GRANULES);
+        let mut from = 0;
+        while let Some(i) = m.next_free_start(from, step) {
+            let g = (c << CHUNK_SHIFT) + i;
+            if let Some(j) = self.free_block_order(g) {
+                if j >= k {
+                    let at = self.align_up(g, align);
+                    if at + n <= g + (1 << j) {
+                        return Some((g, j, at));
+                    }
+                }
+            }
+            from = i + 1;
+        }
+        None
+    }
+
+    /// Smallest granule index >= g whose address is a multiple of `align` granules.
+    #[inline]
+    fn align_up(&self, g: usize, align: usize) -> usize {
+        if align <= 1 {
+            return g;
+        }
+        let a = self.addr(g);
+        let bytes = align << GRANULE_SHIFT;
+        self.granule_of((a + bytes - 1) & !(bytes - 1))
+    }
+
+    // ----- allocation -------------------------------------------------------------
+
+    /// Marks `[g, g+n)` as one live block.
+    fn mark_live(&mut self, g: usize, n: usize) {
+        self.assign(Plane::Start, g, g + 1, true);
+        self.assign(Plane::Start, g + 1, g + n, false);
+        self.assign(Plane::Alloc, g, g + n, true);
+        self.stats.live_granules += n as u64;
+        self.tail_hint = self.tail_hint.max(g + n);
+    }
+
+    /// Allocates a live block of exactly `n` granules whose address is a multiple of
+    /// `align` granules (a power of two). Grows the arena when nothing fits.
+    pub fn alloc(&mut self, n: usize, align: usize) -> Option<usize> {
+        if n == 0 || n > self.limit {
+            return None;
+        }
+        let k = order_for(n);
+        let align = align.max(1);
+        // Blocks of order k are 2^k-aligned relative to base, and base is page aligned.
+        let search_align = if align <= core::cmp::min(1 << k, PAGE_GRANULES) { 1 } else { align };
+        if let Some(g) = self.alloc_from_free(k, n, search_align) {
+            return Some(g);
+        }
+        if n >= LARGE_GRANULES || search_align > 1 {
+            return self.alloc_at_top(n, align);
+        }
+        self.grow(n + align)?;
+        self.alloc_from_free(k, n, search_align).or_else(|| self.alloc_at_top(n, align))
+    }
+
+    fn alloc_from_free(&mut self, k: usize, n: usize, align: usize) -> Option<usize> {
+        if k > MAX_ORDER {
+            return None;
+        }
+        let (g, j, at) = self.find_free(k, n, align)?;
+        self.take_free(g, j);
+        self.mark_live(at, n);
+        if at > g {
+            self.release_range(g, at);
+        }
+        if at + n < g + (1 << j) {
+            self.release_range(at + n, g + (1 << j));
+        }
+        Some(at)
+    }
+
+    /// Start of the run of buddy-free blocks that ends at the top.
+    fn free_tail_start(&self) -> usize {
+        self.free_tail_start_from(self.top())
+    }
+
+    /// Start of the run of buddy-free blocks that ends at `g`.
+    fn free_tail_start_from(&self, mut g: usize) -> usize {
+        'outer: while g > 0 {
+            for k in 0..=MAX_ORDER {
+                if (1 << k) > g {
+                    break;
+                }
+                let b = g - (1 << k);
+                if b & ((1 << k) - 1) == 0 && self.is_free_block(b, k) {
+                    g = b;
+                    continue 'outer;
+                }
+            }
+            break;
+        }
+        g
+    }
+
+    /// Takes every buddy-free block in `[from, top)` off the free lists (they must form
+    /// the free tail); their granules stay unallocated with no start bits.
+    fn take_tail(&mut self, from: usize) {
+        let mut g = from;
+        let top = self.top();
+        while g < top {
+            let Some(k) = self.free_block_order(g) else {
+                crate::report::internal("free tail is not made of free blocks");
+            };
+            self.take_free(g, k);
+            self.assign(Plane::Start, g, g + 1, false);
+            g += 1 << k;
+        }
+    }
+
+    /// Places a block of `n` granules across the free tail and fresh memory above it.
+    fn alloc_at_top(&mut self, n: usize, align: usize) -> Option<usize> {
+        let tail = self.free_tail_start();
+        let at = self.align_up(tail, align);
+        let end = at.checked_add(n)?;
+        if end > self.top() {
+            self.grow(end + align - self.top())?;
+        }
+        // Growth may have put chunk metadata at the start of the tail.
+        let tail = self.free_tail_start();
+        let at = self.align_up(tail, align);
+        let top = self.top();
+        if at + n > top {
+            return None;
+        }
+        self.take_tail(tail);
+        self.mark_live(at, n);
+        if at > tail {
+            self.release_range(tail, at);
+        }
+        if at + n < top {
+            self.release_range(at + n, top);
+        }
+        Some(at)
+    }
+
+    /// Frees the live block `[g, g+n)` (user or internal) into the buddy system.
+    pub fn free_block(&mut self, g: usize, n: usize) {
+        self.assign(Plane::Alloc, g, g + n, false);
+        self.stats.live_granules -= n as u64;
+        self.release_range(g, g + n);
+        self.after_free(g + n, n);
+    }
+
+    /// Returns to the buddy a block parked in a cache (alloc bits already clear).
+    pub fn free_cached(&mut self, g: usize, n: usize) {
+        self.stats.live_granules -= n as u64;
+        self.release_range(g, g + n);
+        self.after_free(g + n, n);
+    }
+
+    fn after_free(&mut self, end: usize, freed: usize) {
+        self.dirty_bytes += freed << GRANULE_SHIFT;
+        if end + (TRIM_THRESHOLD >> GRANULE_SHIFT) >= self.top() || end >= self.tail_hint || freed >= CHUNK_GRANULES {
+            self.trim(TRIM_THRESHOLD, TRIM_KEEP);
+        }
+        let threshold = core::cmp::max(1 << 20, (self.top() << GRANULE_SHIFT) / 16);
+        if self.dirty_bytes >= threshold {
+            self.purge();
+        }
+    }
+
+    /// Grows the live block `[g, g+n)` to `m` granules in place when the granules after it
+    /// are free (or are the top of the arena, which then grows). Returns success.
+    pub fn grow_in_place(&mut self, g: usize, n: usize, m: usize) -> bool {
+        let need_end = g + m;
+        let mut e = g + n;
+        let mut blocks_end = e;
+        // Walk the free blocks that follow the block.
+        while blocks_end < need_end && blocks_end < self.top() {
+            match self.free_block_order(blocks_end) {
+                Some(k) => blocks_end += 1 << k,
+                None => return false,
+            }
+        }
+        if blocks_end < need_end {
+            // The run reached the top: the arena must grow.
+            if self.grow(need_end - blocks_end).is_none() {
+                return false;
+            }
+            // New memory was merged into free blocks after our end; walk again.
+            blocks_end = e;
+            while blocks_end < need_end {
+                match self.free_block_order(blocks_end) {
+                    Some(k) => blocks_end += 1 << k,
+                    None => return false,
+                }
+            }
+        }
+        while e < blocks_end {
+            let k = self.free_block_order(e).unwrap_or(0);
+            self.take_free(e, k);
+            e += 1 << k;
+        }
+        self.assign(Plane::Start, g + n, need_end, false);
+        self.assign(Plane::Alloc, g + n, need_end, true);
+        self.stats.live_granules += (m - n) as u64;
+        if need_end < blocks_end {
+            self.release_range(need_end, blocks_end);
+        }
+        true
+    }
+
+    /// Shrinks the live block `[g, g+n)` to `m` granules, freeing its tail.
+    pub fn shrink_in_place(&mut self, g: usize, n: usize, m: usize) {
+        if m < n {
+            self.assign(Plane::Alloc, g + m, g + n, false);
+            self.stats.live_granules -= (n - m) as u64;
+            self.release_range(g + m, g + n);
+            self.after_free(g + n, n - m);
+        }
+    }
+
+    // ----- growth and release -------------------------------------------------------
+
+    /// Extends the arena by at least `need` free granules above its current free tail
+    /// (plus room for new chunk metadata). Returns the old top.
+    fn grow(&mut self, need: usize) -> Option<usize> {
+        let top = self.top();
+        let step = core::cmp::max(GROW_MIN, (top << GRANULE_SHIFT) / 64) >> GRANULE_SHIFT;
+        let base_add = core::cmp::max(need, step);
+        // Room for the metadata of every chunk the growth reaches into (which itself can
+        // reach further), then whole pages.
+        let mut add = base_add;
+        loop {
+            let new_chunks = top.checked_add(add)?.div_ceil(CHUNK_GRANULES) - top.div_ceil(CHUNK_GRANULES);
+            let want = (base_add + (new_chunks + 1) * META_GRANULES).div_ceil(PAGE_GRANULES) * PAGE_GRANULES;
+            if want <= add {
+                break;
+            }
+            add = want;
+        }
+        let new_top = top.checked_add(add)?;
+        if new_top > self.limit {
+            return None;
+        }
+        if self.source == Source::Brk {
+            let old = sys::sbrk(isize::try_from(add << GRANULE_SHIFT).ok()?)?;
+            if old != self.addr(top) {
+                // Someone else moved the break: this memory is not contiguous with the
+                // heap. Give it back and let the caller fall back.
+                sys::sbrk(-((add << GRANULE_SHIFT) as isize));
+                return None;
+            }
+        }
+        self.stats.grow_calls += 1;
+        self.install_chunks(top, new_top);
+        self.stats.peak_top = self.stats.peak_top.max(new_top as u64);
+        Some(top)
+    }
+
+    /// Makes `[old_top, new_top)` part of the arena. Metadata for new chunks goes into
+    /// free memory below when some fits, else at the start of the free tail, so the free
+    /// run that ends at the new top stays as long as possible.
+    fn install_chunks(&mut self, old_top: usize, new_top: usize) {
+        let first_new = old_top.div_ceil(CHUNK_GRANULES);
+        let last = new_top.div_ceil(CHUNK_GRANULES);
+        let tail = self.free_tail_start();
+        self.take_tail(tail);
+        let mut place = tail;
+        for c in first_new..last {
+            let at = match self.alloc_from_free(order_for(META_GRANULES), META_GRANULES, 1) {
+                Some(g) => g,
+                None => {
+                    place += META_GRANULES;
+                    place - META_GRANULES
+                }
+            };
+            // SAFETY: `at` is arena memory below new_top that no block uses; zeroed
+            // bitmaps describe an empty chunk.
+            unsafe {
+                core::ptr::write_bytes(self.addr(at) as *mut u8, 0, META_BYTES);
+                (*(self.addr(at) as *mut ChunkMeta)).chunk = c as u32;
+            }
+            self.dir(c).meta.store(at as u32 + 1, Release);
+        }
+        self.top.store(new_top, Release);
+        // Every chunk now has metadata: record the metadata placed in the tail as live.
+        let mut g = tail;
+        while g < place {
+            self.mark_live(g, META_GRANULES);
+            g += META_GRANULES;
+        }
+        self.stats.meta_granules += ((last - first_new) * META_GRANULES) as u64;
+        self.release_range(place, new_top);
+    }
+
+    /// The metadata block that ends at `t`, as (start, chunk), if the block ending there
+    /// is one.
+    fn meta_ending_at(&self, t: usize) -> Option<(usize, usize)> {
+        let p = t.checked_sub(META_GRANULES)?;
+        if !self.test(Plane::Start, p) || !self.test(Plane::Alloc, p) || self.live_end(p) != t {
+            return None;
+        }
+        // SAFETY: p starts a live block of META_GRANULES granules inside the arena, so
+        // reading a ChunkMeta-sized value there is in bounds; the directory check below
+        // decides whether it really is metadata.
+        let c = unsafe { (*(self.addr(p) as *const ChunkMeta)).chunk } as usize;
+        (c < self.limit.div_ceil(CHUNK_GRANULES) && self.dir(c).meta.load(Relaxed) as usize == p + 1).then_some((p, c))
+    }
+
+    /// How far the top could come down: below the free tail and below any metadata that
+    /// describes only chunks that would be dropped. Returns (lowest start, highest top
+    /// that still drops every passed metadata block's chunk).
+    fn trim_target(&self) -> (usize, usize) {
+        let mut t = self.top();
+        let mut ceiling = usize::MAX;
+        loop {
+            let below = self.free_tail_start_from(t);
+            t = below;
+            match self.meta_ending_at(t) {
+                Some((p, c)) if (c << CHUNK_SHIFT) >= p.div_ceil(PAGE_GRANULES) * PAGE_GRANULES => {
+                    ceiling = ceiling.min(c << CHUNK_SHIFT);
+                    t = p;
+                }
+                _ => break,
+            }
+        }
+        (t, ceiling)
+    }
+
+    /// Gives the free tail back when it is at least `threshold` bytes, keeping up to
+    /// `keep` bytes as a cushion. Returns whether memory was released.
+    pub fn trim(&mut self, threshold: usize, keep: usize) -> bool {
+        let mut released = false;
+        // Freeing the metadata of dropped chunks can lengthen the tail: go round again.
+        for _ in 0..8 {
+            let top = self.top();
+            let (tail, ceiling) = self.trim_target();
+            self.tail_hint = tail;
+            if (top - tail) << GRANULE_SHIFT < threshold {
+                break;
+            }
+            let lowest = tail.div_ceil(PAGE_GRANULES) * PAGE_GRANULES;
+            let cushioned = (tail + (keep >> GRANULE_SHIFT)).div_ceil(PAGE_GRANULES) * PAGE_GRANULES;
+            let new_top = cushioned.min(ceiling).max(lowest);
+            if new_top >= top {
+                break;
+            }
+            // Forget the free blocks of the tail; passed metadata blocks go with their
+            // chunks below.
+            let mut g = tail;
+            while g < top {
+                if let Some(k) = self.free_block_order(g) {
+                    self.take_free(g, k);
+                    g += 1 << k;
+                } else {
+                    g += META_GRANULES;
+                }
+            }
+            let keep_chunks = new_top.div_ceil(CHUNK_GRANULES);
+            let old_chunks = top.div_ceil(CHUNK_GRANULES);
+            // Clear what the retained chunks record above the tail.
+            let clear_end = top.min(keep_chunks << CHUNK_SHIFT);
+            if tail < clear_end {
+                self.assign(Plane::Start, tail, clear_end, false);
+                let metas_cleared = self.assign(Plane::Alloc, tail, clear_end, false);
+                let _ = metas_cleared;
+            }
+            self.top.store(new_top, Release);
+            for c in keep_chunks..old_chunks {
+                let m = self.dir(c).meta.swap(0, AcqRel) as usize;
+                self.dir_mut(c).mask = 0;
+                if m == 0 {
+                    continue;
+                }
+                self.stats.meta_granules -= META_GRANULES as u64;
+                self.stats.live_granules -= META_GRANULES as u64;
+                if m - 1 < tail {
+                    // Metadata in a hole lower down: an ordinary block to free.
+                    self.assign(Plane::Alloc, m - 1, m - 1 + META_GRANULES, false);
+                    self.release_range(m - 1, m - 1 + META_GRANULES);
+                }
+            }
+            for grp in keep_chunks >> 6..old_chunks.div_ceil(64) {
+                self.refresh_group(grp);
+            }
+            let bytes = (top - new_top) << GRANULE_SHIFT;
+            match self.source {
+                Source::Brk => {
+                    sys::sbrk(-(bytes as isize));
+                }
+                Source::Fixed { release } => {
+                    if release && sys::release_pages(self.addr(new_top), bytes) {
+                        self.stats.madvise_calls += 1;
+                        self.stats.madvised_bytes += bytes as u64;
+                    }
+                }
+            }
+            self.stats.shrink_calls += 1;
+            released = true;
+            if tail < new_top {
+                self.release_range(tail, new_top);
+            }
+        }
+        released
+    }
+
+    /// Returns the whole free pages of dirty chunks to the kernel (madvise).
+    pub fn purge(&mut self) -> usize {
+        self.dirty_bytes = 0;
+        let mut released = 0;
+        let chunks = self.top().div_ceil(CHUNK_GRANULES);
+        for c in 0..chunks {
+            let Some(m) = self.meta(c) else { continue };
+            let mp = m as *const ChunkMeta as *mut ChunkMeta;
+            // SAFETY: the metadata block stays live while the lock is held; `dirty` is
+            // guarded by the arena lock.
+            let m = unsafe {
+                if (*mp).dirty == 0 {
+                    continue;
+                }
+                (*mp).dirty = 0;
+                &*mp
+            };
+            let mut from = 0;
+            while let Some(i) = m.next_free_start(from, 1) {
+                let g = (c << CHUNK_SHIFT) + i;
+                from = i + 1;
+                let Some(k) = self.free_block_order(g) else { continue };
+                if k < 8 {
+                    continue; // smaller than two pages: nothing whole to release
+                }
+                // Keep the page holding the header.
+                let lo = (self.addr(g) + GRANULE + sys::PAGE - 1) & !(sys::PAGE - 1);
+                let hi = self.addr(g + (1 << k)) & !(sys::PAGE - 1);
+                if hi > lo && sys::release_pages(lo, hi - lo) {
+                    self.stats.madvise_calls += 1;
+                    self.stats.madvised_bytes += (hi - lo) as u64;
+                    released += hi - lo;
+                }
+            }
+        }
+        released
+    }
+
+    // ----- inspection -------------------------------------------------------------
+
+    /// Calls `f(start, granules, state)` for every block below the top, in address order:
+    /// state 0 = buddy-free, 1 = live, 2 = cached.
+    pub fn for_each_block(&self, mut f: impl FnMut(usize, usize, u8)) {
+        let top = self.top();
+        let mut g = 0;
+        while g < top {
+            if self.test(Plane::Alloc, g) {
+                let e = self.live_end(g);
+                f(g, e - g, 1);
+                g = e;
+            } else if let Some(k) = self.free_block_order(g) {
+                f(g, 1 << k, 0);
+                g += 1 << k;
+            } else {
+                // A cached block: extent runs to the next start or allocated granule.
+                let mut e = g + 1;
+                while e < top && !self.test(Plane::Start, e) && !self.test(Plane::Alloc, e) {
+                    e += 1;
+                }
+                f(g, e - g, 2);
+                g = e;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

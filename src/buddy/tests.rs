@@ -1,0 +1,371 @@
+//! Unit and model-based tests of the buddy core over a private region.
+
+use super::*;
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::BTreeMap;
+
+pub struct TestArena {
+    pub arena: Arena,
+    mem: *mut u8,
+    dir: *mut u8,
+    mem_layout: Layout,
+    dir_layout: Layout,
+}
+
+impl TestArena {
+    pub fn new(bytes: usize) -> TestArena {
+        let limit = bytes / GRANULE;
+        let mem_layout = Layout::from_size_align(bytes, sys::PAGE).unwrap();
+        let dir_layout = Layout::from_size_align(Arena::directory_bytes(limit).max(8), 8).unwrap();
+        // SAFETY: non-zero sizes; the memory is owned by the TestArena until drop.
+        let (mem, dir) = unsafe { (alloc_zeroed(mem_layout), alloc_zeroed(dir_layout)) };
+        // Poison: the arena must not rely on fresh memory being zero.
+        // SAFETY: mem is valid for `bytes`.
+        unsafe { core::ptr::write_bytes(mem, 0xA5, bytes) };
+        // SAFETY: both regions are valid, zeroed (dir) and exclusively owned.
+        let arena = unsafe { Arena::new(mem as usize, limit, dir, Source::Fixed { release: false }, 0x1234_5678) };
+        TestArena { arena, mem, dir, mem_layout, dir_layout }
+    }
+}
+
+impl Drop for TestArena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in new() with these layouts.
+        unsafe {
+            dealloc(self.mem, self.mem_layout);
+            dealloc(self.dir, self.dir_layout);
+        }
+    }
+}
+
+/// Blocks as (start, granules, state) in address order.
+fn blocks(a: &Arena) -> Vec<(usize, usize, u8)> {
+    let mut v = Vec::new();
+    a.for_each_block(|g, n, s| v.push((g, n, s)));
+    v
+}
+
+fn meta_starts(a: &Arena) -> Vec<usize> {
+    (0..a.top().div_ceil(CHUNK_GRANULES))
+        .filter_map(|c| {
+            let m = a.dir(c).meta.load(Relaxed);
+            (m != 0).then(|| m as usize - 1)
+        })
+        .collect()
+}
+
+/// Checks every structural invariant against the model of live user blocks.
+fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
+    let metas = meta_starts(a);
+    let mut live = 0usize;
+    let mut expect_next = 0;
+    let mut free_counts: BTreeMap<(usize, usize), u16> = BTreeMap::new();
+    let all = blocks(a);
+    for &(g, n, state) in &all {
+        assert_eq!(g, expect_next, "blocks must tile the arena");
+        expect_next = g + n;
+        match state {
+            1 => {
+                live += n;
+                if let Some(&m) = model.get(&g) {
+                    assert_eq!(m, n, "live block at {g} has the wrong extent");
+                } else {
+                    assert!(metas.contains(&g) && n == META_GRANULES, "unknown live block at {g}+{n}");
+                }
+            }
+            0 => {
+                assert!(n.is_power_of_two());
+                let k = n.trailing_zeros() as usize;
+                assert_eq!(g % n, 0, "free block {g} of order {k} misaligned");
+                let buddy = g ^ n;
+                assert!(!a.is_free_block(buddy, k), "free buddies {g} and {buddy} were not merged");
+                *free_counts.entry((g >> CHUNK_SHIFT, k)).or_default() += 1;
+            }
+            _ => panic!("no cached blocks expected in buddy tests"),
+        }
+    }
+    assert_eq!(expect_next, a.top());
+    assert_eq!(live as u64, a.stats.live_granules);
+    for (&g, &n) in model {
+        assert!(a.test(Plane::Start, g) && a.test(Plane::Alloc, g));
+        assert_eq!(a.live_end(g), g + n);
+    }
+    for c in 0..a.top().div_ceil(CHUNK_GRANULES) {
+        let m = a.meta(c).unwrap();
+        let mut mask = 0u32;
+        for k in 0..=MAX_ORDER {
+            let want = free_counts.get(&(c, k)).copied().unwrap_or(0);
+            assert_eq!(m.free_count[k], want, "chunk {c} order {k} count");
+            if want > 0 {
+                mask |= 1 << k;
+            }
+        }
+        assert_eq!(a.dir(c).mask, mask);
+    }
+}
+
+/// A small deterministic PRNG for the model tests.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn fill(a: &Arena, g: usize, n: usize, seed: u8) {
+    // SAFETY: [g, g+n) is a live block the test owns.
+    unsafe { core::ptr::write_bytes(a.addr(g) as *mut u8, seed, n * GRANULE) };
+}
+
+fn verify(a: &Arena, g: usize, n: usize, seed: u8) {
+    // SAFETY: as in fill.
+    let s = unsafe { core::slice::from_raw_parts(a.addr(g) as *const u8, n * GRANULE) };
+    assert!(s.iter().all(|&b| b == seed), "block {g} was overwritten");
+}
+
+#[test]
+fn split_returns_the_tail_as_buddies() {
+    let mut t = TestArena::new(1 << 20);
+    let a = &mut t.arena;
+    let g = a.alloc(3, 1).unwrap();
+    let after: Vec<_> = blocks(a).into_iter().filter(|b| b.0 >= g).take(3).collect();
+    assert_eq!(after[0], (g, 3, 1));
+    assert_eq!(after[1], (g + 3, 1, 0), "the fourth granule is a free order-0 buddy");
+    check(a, &BTreeMap::from([(g, 3)]));
+}
+
+#[test]
+fn requests_are_served_exactly() {
+    let mut t = TestArena::new(4 << 20);
+    let a = &mut t.arena;
+    let before = a.stats.live_granules - a.stats.meta_granules;
+    let g = a.alloc(33 * 1024 / GRANULE, 1).unwrap();
+    assert_eq!(a.stats.live_granules - a.stats.meta_granules - before, 33 * 64, "a 33 KiB request holds 33 KiB, not 64");
+    assert_eq!(a.live_end(g) - g, 33 * 64);
+    a.free_block(g, 33 * 64);
+    assert_eq!(a.stats.live_granules - a.stats.meta_granules, before);
+    check(a, &BTreeMap::new());
+}
+
+#[test]
+fn freed_neighbours_coalesce() {
+    let mut t = TestArena::new(4 << 20);
+    let a = &mut t.arena;
+    // Fill the holes left below, so that the 128 blocks are adjacent.
+    let pin = a.alloc(4096, 1).unwrap();
+    let smalls: Vec<_> = (0..128).map(|_| a.alloc(1, 1).unwrap()).collect();
+    let lo = smalls[0];
+    for w in smalls.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "8-byte requests are packed one granule apart");
+    }
+    for &g in &smalls {
+        a.free_block(g, 1);
+    }
+    let big = a.alloc(64, 1).unwrap(); // 1024 bytes
+    assert!(big >= lo && big + 64 <= lo + 128, "1024-byte block reuses the freed space");
+    let _ = pin;
+}
+
+#[test]
+fn small_requests_land_in_a_freed_block() {
+    let mut t = TestArena::new(4 << 20);
+    let a = &mut t.arena;
+    // Use up every hole below, then take a 4096-byte block and pin what follows it.
+    let mut fill_holes = Vec::new();
+    loop {
+        let g = a.alloc(1, 1).unwrap();
+        fill_holes.push(g);
+        if g % 256 == 255 {
+            break;
+        }
+    }
+    let x = a.alloc(256, 1).unwrap();
+    let _pin = a.alloc(1, 1).unwrap();
+    a.free_block(x, 256);
+    for i in 0..64 {
+        let n = 1 + i % 4;
+        let g = a.alloc(n, 1).unwrap();
+        assert!(g >= x && g + n <= x + 256, "request {i} went to {g}, outside the freed block {x}");
+    }
+}
+
+#[test]
+fn placement_is_lowest_address_first() {
+    let mut t = TestArena::new(4 << 20);
+    let a = &mut t.arena;
+    let v: Vec<_> = (0..10).map(|_| a.alloc(4, 1).unwrap()).collect();
+    a.free_block(v[2], 4);
+    a.free_block(v[7], 4);
+    assert_eq!(a.alloc(4, 1), Some(v[2]), "the lower free block is used first");
+    a.free_block(v[5], 4);
+    assert_eq!(a.alloc(4, 1), Some(v[5]), "the lowest fit is used, not the most recent");
+}
+
+#[test]
+fn aligned_allocations() {
+    let mut t = TestArena::new(16 << 20);
+    let a = &mut t.arena;
+    let mut model = BTreeMap::new();
+    for (n, align) in [(1usize, 4usize), (3, 256), (100, 8192), (5, 131072), (70000, 65536)] {
+        let g = a.alloc(n, align).unwrap();
+        assert_eq!(a.addr(g) % (align * GRANULE), 0, "n={n} align={align}");
+        model.insert(g, n);
+        check(a, &model);
+    }
+}
+
+#[test]
+fn growth_is_batched_and_small() {
+    let mut t = TestArena::new(16 << 20);
+    let a = &mut t.arena;
+    let mut rng = Rng(7);
+    let mut end = 0;
+    for _ in 0..128 {
+        let n = 1 + rng.below(8) as usize;
+        let g = a.alloc(n, 1).unwrap();
+        end = end.max(g + n);
+    }
+    assert!(a.stats.grow_calls <= 3, "{} growths", a.stats.grow_calls);
+    let tail = (a.top() - end) * GRANULE;
+    assert!(tail <= 32 << 10, "unused tail {tail} bytes");
+}
+
+#[test]
+fn freeing_everything_gives_the_memory_back() {
+    let mut t = TestArena::new(64 << 20);
+    let a = &mut t.arena;
+    let mut rng = Rng(99);
+    let mut v = Vec::new();
+    for _ in 0..20_000 {
+        let n = 1 + rng.below(200) as usize;
+        v.push((a.alloc(n, 1).unwrap(), n));
+    }
+    v.push((a.alloc(1 << 18, 1).unwrap(), 1 << 18)); // a 4 MiB block too
+    assert!(a.top() * GRANULE > 8 << 20);
+    for &(g, n) in v.iter().rev() {
+        a.free_block(g, n);
+    }
+    check(a, &BTreeMap::new());
+    assert!(a.top() * GRANULE <= 64 << 10, "top stayed at {} bytes", a.top() * GRANULE);
+}
+
+#[test]
+fn topmost_free_lowers_the_top() {
+    let mut t = TestArena::new(16 << 20);
+    let a = &mut t.arena;
+    let v: Vec<_> = (0..66).map(|_| a.alloc(32, 1).unwrap()).collect();
+    for &g in &v[..65] {
+        a.free_block(g, 32);
+    }
+    a.free_block(v[65], 32);
+    assert!(a.top() <= v[58], "top {} not below block 58 at {}", a.top(), v[58]);
+}
+
+#[test]
+fn realloc_grows_in_place_at_the_top_and_into_free_neighbours() {
+    let mut t = TestArena::new(128 << 20);
+    let a = &mut t.arena;
+    let mib = (1 << 20) / GRANULE;
+    let mut g = a.alloc(mib, 1).unwrap();
+    let mut n = mib;
+    let mut moves = 0;
+    for step in 2..=64 {
+        let m = step * mib;
+        if !a.grow_in_place(g, n, m) {
+            let ng = a.alloc(m, 1).unwrap_or_else(|| panic!("step {step} moves {moves} top {} g {g}", a.top()));
+            a.free_block(g, n);
+            g = ng;
+            moves += 1;
+        }
+        n = m;
+    }
+    assert!(moves < 8, "{moves} moves");
+    check(a, &BTreeMap::from([(g, n)]));
+    // Into a free neighbour.
+    let x = a.alloc(10, 1).unwrap();
+    let y = a.alloc(10, 1).unwrap();
+    let _z = a.alloc(10, 1).unwrap();
+    a.free_block(y, 10);
+    assert!(x < y && y < _z);
+    assert!(!a.grow_in_place(x, 10, _z - x + 1), "cannot grow over a live block");
+    assert!(a.grow_in_place(x, 10, _z - x), "grows into the freed neighbour");
+    a.shrink_in_place(g, n, 5);
+    check(a, &BTreeMap::from([(g, 5), (x, _z - x), (_z, 10)]));
+}
+
+#[test]
+fn fixed_region_exhaustion_is_reported() {
+    let mut t = TestArena::new(256 << 10);
+    let a = &mut t.arena;
+    let mut count = 0;
+    while a.alloc(1, 1).is_some() {
+        count += 1;
+    }
+    // 256 KiB with 1/64 metadata: well over 12,000 one-granule blocks.
+    assert!(count > 12_000, "only {count}");
+}
+
+#[test]
+fn model_random_operations() {
+    for seed in [1u64, 2, 3, 0xdead_beef] {
+        let mut t = TestArena::new(64 << 20);
+        let a = &mut t.arena;
+        let mut rng = Rng(seed);
+        let mut model: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut seeds: BTreeMap<usize, u8> = BTreeMap::new();
+        for step in 0..6000 {
+            let op = rng.below(10);
+            if op < 5 || model.is_empty() {
+                let n = match rng.below(20) {
+                    0 => 1 + rng.below(20_000) as usize,
+                    1..=4 => 1 + rng.below(300) as usize,
+                    _ => 1 + rng.below(16) as usize,
+                };
+                let align = if rng.below(10) == 0 { 1 << rng.below(10) } else { 1 };
+                let g = a.alloc(n, align).unwrap();
+                assert_eq!(a.addr(g) % (align * GRANULE), 0);
+                let s = (rng.next() & 0xff) as u8;
+                fill(a, g, n, s);
+                model.insert(g, n);
+                seeds.insert(g, s);
+            } else {
+                let idx = rng.below(model.len() as u64) as usize;
+                let (&g, &n) = model.iter().nth(idx).unwrap();
+                verify(a, g, n, seeds[&g]);
+                match op {
+                    5..=7 => {
+                        a.free_block(g, n);
+                        model.remove(&g);
+                        seeds.remove(&g);
+                    }
+                    8 => {
+                        let m = n + 1 + rng.below(64) as usize;
+                        if a.grow_in_place(g, n, m) {
+                            model.insert(g, m);
+                            fill(a, g, m, seeds[&g]);
+                        }
+                    }
+                    _ => {
+                        let m = 1 + rng.below(n as u64) as usize;
+                        a.shrink_in_place(g, n, m);
+                        model.insert(g, m);
+                    }
+                }
+            }
+            if step % 97 == 0 {
+                check(a, &model);
+            }
+        }
+        check(a, &model);
+        for (&g, &n) in &model {
+            verify(a, g, n, seeds[&g]);
+        }
+    }
+}
+

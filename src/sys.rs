@@ -1,0 +1,130 @@
+//! Kernel interface: every system call the allocator makes goes through this module.
+//!
+//! `sbrk` is called through libc by name, so a harness that interposes `sbrk`/`brk`
+//! sees every byte the allocator takes from the break. Nothing here allocates.
+
+use core::ffi::c_void;
+
+pub const PAGE: usize = 4096;
+
+/// Moves the program break by `delta` bytes; returns the old break, or `None` if the
+/// kernel (or an interposed `sbrk`) refused.
+pub fn sbrk(delta: isize) -> Option<usize> {
+    // SAFETY: sbrk has no memory-safety preconditions; the caller owns what it returns.
+    let old = unsafe { libc::sbrk(delta as libc::intptr_t) };
+    if old as isize == -1 {
+        None
+    } else {
+        Some(old as usize)
+    }
+}
+
+/// The current program break.
+pub fn current_break() -> usize {
+    sbrk(0).unwrap_or(0)
+}
+
+/// Maps `len` bytes of fresh, zeroed, private anonymous memory (reserved lazily).
+pub fn map_anonymous(len: usize) -> Option<usize> {
+    // SAFETY: an anonymous private mapping at a kernel-chosen address aliases nothing.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        Some(p as usize)
+    }
+}
+
+/// Unmaps a region obtained from [`map_anonymous`].
+pub fn unmap(addr: usize, len: usize) {
+    // SAFETY: the caller passes a whole mapping it owns and no longer references.
+    unsafe { libc::munmap(addr as *mut c_void, len) };
+}
+
+/// Tells the kernel the pages of `[addr, addr+len)` are not needed: their frames are
+/// released and they read back as zero. `addr` and `len` must be page multiples.
+/// Returns false when the kernel refused (the memory then keeps its contents).
+pub fn release_pages(addr: usize, len: usize) -> bool {
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: the caller owns the range and holds no live data in it.
+    unsafe { libc::madvise(addr as *mut c_void, len, libc::MADV_DONTNEED) == 0 }
+}
+
+/// Writes all of `buf` to file descriptor `fd`, retrying on short writes.
+pub fn write_all(fd: i32, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid slice for its length.
+        let n = unsafe { libc::write(fd, buf.as_ptr() as *const c_void, buf.len()) };
+        if n <= 0 {
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+/// Opens `path` (NUL-terminated) for writing, truncating; returns the fd or -1.
+pub fn open_for_write(path: *const libc::c_char) -> i32 {
+    // SAFETY: path is a NUL-terminated string supplied by the environment.
+    unsafe { libc::open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644) }
+}
+
+pub fn close(fd: i32) {
+    // SAFETY: closing a descriptor we opened.
+    unsafe { libc::close(fd) };
+}
+
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn set_errno(e: i32) {
+    // SAFETY: as in errno().
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Ends the process with SIGABRT.
+pub fn abort() -> ! {
+    // SAFETY: abort has no preconditions and does not return.
+    unsafe { libc::abort() }
+}
+
+/// Reads an environment variable without allocating; `name` is NUL-terminated.
+pub fn getenv(name: &[u8]) -> *const libc::c_char {
+    // SAFETY: name is NUL-terminated; getenv only reads the environment.
+    unsafe { libc::getenv(name.as_ptr() as *const libc::c_char) }
+}
+
+/// Blocks while `*word == expected` (futex wait, private).
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
+    // SAFETY: word is a valid, aligned u32 for the duration of the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            core::ptr::null::<libc::timespec>(),
+        )
+    };
+}
+
+/// Wakes one waiter on `word`.
+pub fn futex_wake_one(word: &core::sync::atomic::AtomicU32) {
+    // SAFETY: word is a valid, aligned u32.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1) };
+}
