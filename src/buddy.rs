@@ -76,8 +76,11 @@ pub struct ArenaStats {
 pub const GROW_MIN: usize = 16 << 10;
 /// A free tail at least this large is given back to the kernel ...
 pub const TRIM_THRESHOLD: usize = 32 << 10;
-/// ... keeping this much as a cushion.
+/// ... keeping this much as a cushion. When the arena has to grow right after giving
+/// memory back, the threshold doubles (up to the maximum), so that a program whose
+/// footprint swings around the top does not move the break back and forth.
 pub const TRIM_KEEP: usize = 8 << 10;
+pub const TRIM_THRESHOLD_MAX: usize = 1 << 20;
 /// Requests of at least this many granules may be placed across free blocks at the top.
 const LARGE_GRANULES: usize = CHUNK_GRANULES;
 const PAGE_GRANULES: usize = sys::PAGE / GRANULE;
@@ -98,6 +101,8 @@ pub struct Arena {
     /// Where the last trim found the reclaimable tail to start (raised by allocations
     /// above it): a free ending at or above it may make the tail long enough to trim.
     tail_hint: usize,
+    trim_threshold: usize,
+    last_was_shrink: bool,
     pub stats: ArenaStats,
 }
 
@@ -115,6 +120,32 @@ fn order_for(n: usize) -> usize {
 }
 
 impl Arena {
+    /// An arena over nothing, as a placeholder before initialisation.
+    pub const fn empty() -> Arena {
+        Arena {
+            base: 0,
+            top: AtomicUsize::new(0),
+            limit: 0,
+            dir: core::ptr::null_mut(),
+            groups: core::ptr::null_mut(),
+            source: Source::Brk,
+            key: 0,
+            dirty_bytes: 0,
+            tail_hint: 0,
+            trim_threshold: TRIM_THRESHOLD,
+            last_was_shrink: false,
+            stats: ArenaStats {
+                grow_calls: 0,
+                shrink_calls: 0,
+                madvise_calls: 0,
+                madvised_bytes: 0,
+                live_granules: 0,
+                meta_granules: 0,
+                peak_top: 0,
+            },
+        }
+    }
+
     /// Bytes of directory needed for an arena of `limit` granules.
     pub const fn directory_bytes(limit: usize) -> usize {
         let chunks = limit.div_ceil(CHUNK_GRANULES);
@@ -139,6 +170,8 @@ impl Arena {
             key,
             dirty_bytes: 0,
             tail_hint: 0,
+            trim_threshold: TRIM_THRESHOLD,
+            last_was_shrink: false,
             stats: ArenaStats::default(),
         }
     }
@@ -459,6 +492,17 @@ impl Arena {
         self.alloc_from_free(k, n, search_align).or_else(|| self.alloc_at_top(n, align))
     }
 
+    /// Like [`alloc`](Self::alloc) but never grows the arena.
+    pub fn alloc_no_grow(&mut self, n: usize, align: usize) -> Option<usize> {
+        if n == 0 || n > self.limit {
+            return None;
+        }
+        let k = order_for(n);
+        let align = align.max(1);
+        let search_align = if align <= core::cmp::min(1 << k, PAGE_GRANULES) { 1 } else { align };
+        self.alloc_from_free(k, n, search_align)
+    }
+
     fn alloc_from_free(&mut self, k: usize, n: usize, align: usize) -> Option<usize> {
         if k > MAX_ORDER {
             return None;
@@ -556,8 +600,9 @@ impl Arena {
 
     fn after_free(&mut self, end: usize, freed: usize) {
         self.dirty_bytes += freed << GRANULE_SHIFT;
-        if end + (TRIM_THRESHOLD >> GRANULE_SHIFT) >= self.top() || end >= self.tail_hint || freed >= CHUNK_GRANULES {
-            self.trim(TRIM_THRESHOLD, TRIM_KEEP);
+        let threshold = self.trim_threshold;
+        if end + (threshold >> GRANULE_SHIFT) >= self.top() || end >= self.tail_hint || freed >= CHUNK_GRANULES {
+            self.trim(threshold, TRIM_KEEP);
         }
         let threshold = core::cmp::max(1 << 20, (self.top() << GRANULE_SHIFT) / 16);
         if self.dirty_bytes >= threshold {
@@ -649,6 +694,10 @@ impl Arena {
             }
         }
         self.stats.grow_calls += 1;
+        if self.last_was_shrink {
+            self.trim_threshold = core::cmp::min(self.trim_threshold * 2, TRIM_THRESHOLD_MAX);
+            self.last_was_shrink = false;
+        }
         self.install_chunks(top, new_top);
         self.stats.peak_top = self.stats.peak_top.max(new_top as u64);
         Some(top)
@@ -793,6 +842,7 @@ impl Arena {
                 }
             }
             self.stats.shrink_calls += 1;
+            self.last_was_shrink = true;
             released = true;
             if tail < new_top {
                 self.release_range(tail, new_top);

@@ -7,6 +7,14 @@ use core::ffi::c_void;
 
 pub const PAGE: usize = 4096;
 
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Calls that moved the break up / down, and madvise calls with the bytes they released.
+pub static BRK_GROW_CALLS: AtomicU64 = AtomicU64::new(0);
+pub static BRK_SHRINK_CALLS: AtomicU64 = AtomicU64::new(0);
+pub static MADVISE_CALLS: AtomicU64 = AtomicU64::new(0);
+pub static MADVISED_BYTES: AtomicU64 = AtomicU64::new(0);
+
 /// Moves the program break by `delta` bytes; returns the old break, or `None` if the
 /// kernel (or an interposed `sbrk`) refused.
 pub fn sbrk(delta: isize) -> Option<usize> {
@@ -15,6 +23,11 @@ pub fn sbrk(delta: isize) -> Option<usize> {
     if old as isize == -1 {
         None
     } else {
+        if delta > 0 {
+            BRK_GROW_CALLS.fetch_add(1, Relaxed);
+        } else if delta < 0 {
+            BRK_SHRINK_CALLS.fetch_add(1, Relaxed);
+        }
         Some(old as usize)
     }
 }
@@ -57,8 +70,13 @@ pub fn release_pages(addr: usize, len: usize) -> bool {
     if len == 0 {
         return true;
     }
+    MADVISE_CALLS.fetch_add(1, Relaxed);
     // SAFETY: the caller owns the range and holds no live data in it.
-    unsafe { libc::madvise(addr as *mut c_void, len, libc::MADV_DONTNEED) == 0 }
+    let ok = unsafe { libc::madvise(addr as *mut c_void, len, libc::MADV_DONTNEED) == 0 };
+    if ok {
+        MADVISED_BYTES.fetch_add(len as u64, Relaxed);
+    }
+    ok
 }
 
 /// Writes all of `buf` to file descriptor `fd`, retrying on short writes.

@@ -1,0 +1,237 @@
+//! The allocation paths behind the C API: size to granules, the cache fast paths, the
+//! locked slow paths, misuse checks, realloc in place and calloc zeroing.
+//!
+//! Fast paths in one glance: `malloc` of up to 1 KiB pops the thread cache (one atomic
+//! bit update, no lock); `free` finds the block's extent in the bitmaps and pushes it.
+
+use core::ptr;
+
+use crate::bitmap::{Plane, GRANULE, GRANULE_SHIFT, MAX_ORDER};
+use crate::buddy::Arena;
+use crate::cache::{self, bump, shift, CLASSES};
+use crate::heap::{self, HEAP};
+use crate::report::{self, Misuse};
+use crate::sys;
+
+/// Largest request served (one block of the highest order).
+pub const MAX_REQUEST: usize = (1usize << (MAX_ORDER + GRANULE_SHIFT)) - GRANULE;
+/// Callocs at least this large get whole pages zeroed by the kernel instead of memset.
+const KERNEL_ZERO_MIN: usize = 256 << 10;
+
+/// Granules for a request of `size` bytes (0 bytes still get a unique block).
+#[inline]
+pub fn granules(size: usize) -> Option<usize> {
+    if size > MAX_REQUEST {
+        None
+    } else {
+        Some(core::cmp::max(1, (size + GRANULE - 1) >> GRANULE_SHIFT))
+    }
+}
+
+#[inline]
+fn count_alloc(size: usize, n: usize) {
+    if let Some(c) = cache::current().map(|tc| &tc.counters) {
+        bump(&c.malloc, 1);
+        bump(&c.requested, size as u64);
+        shift(&c.in_use, (n << GRANULE_SHIFT) as i64);
+        shift(&c.live, 1);
+    }
+}
+
+#[inline]
+fn count_free(n: usize) {
+    if let Some(c) = cache::current().map(|tc| &tc.counters) {
+        bump(&c.free, 1);
+        shift(&c.in_use, -((n << GRANULE_SHIFT) as i64));
+        shift(&c.live, -1);
+    }
+}
+
+/// Allocates `size` bytes; null when the heap is exhausted or the size is impossible.
+#[inline]
+pub fn malloc(size: usize) -> *mut u8 {
+    let Some(n) = granules(size) else { return ptr::null_mut() };
+    let addr = if n <= CLASSES {
+        match cache::current() {
+            Some(tc) => match tc.pop(n) {
+                Some(a) => Some(a),
+                None => tc.refill(n),
+            },
+            None => HEAP.lock().alloc(n, 1),
+        }
+    } else {
+        HEAP.lock().alloc(n, 1)
+    };
+    match addr {
+        Some(a) => {
+            count_alloc(size, n);
+            a as *mut u8
+        }
+        None => ptr::null_mut(),
+    }
+}
+
+/// Allocates `size` bytes at a multiple of `align` (a power of two).
+pub fn memalign(align: usize, size: usize) -> *mut u8 {
+    if align <= GRANULE {
+        return malloc(size);
+    }
+    let Some(n) = granules(size) else { return ptr::null_mut() };
+    let align_g = align >> GRANULE_SHIFT;
+    if align_g > 1 << MAX_ORDER {
+        return ptr::null_mut();
+    }
+    match HEAP.lock().alloc(n, align_g) {
+        Some(a) => {
+            count_alloc(size, n);
+            if let Some(c) = cache::counters() {
+                bump(&c.memalign, 1);
+            }
+            a as *mut u8
+        }
+        None => ptr::null_mut(),
+    }
+}
+
+/// A live block found from a user pointer.
+pub struct Live {
+    pub arena: &'static Arena,
+    pub addr: usize,
+    pub g: usize,
+    pub n: usize,
+}
+
+/// Finds the live block that starts at `p`, or reports the misuse and aborts.
+#[inline]
+pub fn lookup_live(p: *mut u8, func: &str) -> Live {
+    let addr = p as usize;
+    let Some(arena) = heap::arena_of(addr) else {
+        report::misuse(func, Misuse::InvalidPointer, addr);
+    };
+    let g = arena.granule_of(addr);
+    let alloc = arena.test(Plane::Alloc, g);
+    if addr & (GRANULE - 1) == 0 && alloc && arena.test(Plane::Start, g) {
+        let n = arena.live_end(g) - g;
+        return Live { arena, addr, g, n };
+    }
+    let kind = if alloc {
+        Misuse::InteriorPointer
+    } else if func == "free" {
+        Misuse::DoubleFree
+    } else {
+        Misuse::UseAfterFree
+    };
+    report::misuse(func, kind, addr)
+}
+
+/// Frees the block at `p` (non-null).
+#[inline]
+pub fn free(p: *mut u8) {
+    let b = lookup_live(p, "free");
+    count_free(b.n);
+    if b.n <= CLASSES {
+        if let Some(tc) = cache::current() {
+            tc.push(b.arena, b.addr, b.g, b.n);
+            return;
+        }
+    }
+    free_locked(b.addr, b.n, "free");
+}
+
+fn free_locked(addr: usize, n: usize, func: &str) {
+    let mut h = HEAP.lock();
+    let Some(arena) = h.arena_mut(addr) else {
+        report::misuse(func, Misuse::InvalidPointer, addr);
+    };
+    let g = arena.granule_of(addr);
+    // Another thread may have freed it since the lock-free check.
+    if !arena.test(Plane::Alloc, g) {
+        drop(h);
+        report::misuse(func, Misuse::DoubleFree, addr);
+    }
+    arena.free_block(g, n);
+}
+
+/// Usable bytes of the live block at `p`.
+pub fn usable_size(p: *mut u8) -> usize {
+    lookup_live(p, "malloc_usable_size").n << GRANULE_SHIFT
+}
+
+/// Resizes the block at `p` (non-null) to `size` bytes (non-zero), in place when the
+/// usable size allows or the granules after it are free; moves it otherwise.
+pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    let b = lookup_live(p, "realloc");
+    if let Some(c) = cache::counters() {
+        bump(&c.realloc, 1);
+    }
+    let Some(m) = granules(size) else { return ptr::null_mut() };
+    if m <= b.n {
+        // Shrinking gives the tail back only when it is worth a lock.
+        if b.n - m >= 16 || (b.n > CLASSES && b.n - m >= 1) {
+            let mut h = HEAP.lock();
+            if let Some(arena) = h.arena_mut(b.addr) {
+                arena.shrink_in_place(b.g, b.n, m);
+            }
+            drop(h);
+            if let Some(c) = cache::counters() {
+                shift(&c.in_use, -(((b.n - m) << GRANULE_SHIFT) as i64));
+            }
+        }
+        return p;
+    }
+    let grown = {
+        let mut h = HEAP.lock();
+        match h.arena_mut(b.addr) {
+            Some(arena) => arena.grow_in_place(b.g, b.n, m),
+            None => false,
+        }
+    };
+    if grown {
+        if let Some(c) = cache::counters() {
+            shift(&c.in_use, ((m - b.n) << GRANULE_SHIFT) as i64);
+        }
+        return p;
+    }
+    let q = malloc(size);
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live and distinct; the old one holds n granules.
+    unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
+    free(p);
+    q
+}
+
+/// Allocates zeroed memory for `count * size` bytes; null on overflow.
+pub fn calloc(count: usize, size: usize) -> *mut u8 {
+    let Some(total) = count.checked_mul(size) else { return ptr::null_mut() };
+    let p = malloc(total);
+    if p.is_null() {
+        return p;
+    }
+    if let Some(c) = cache::counters() {
+        bump(&c.calloc, 1);
+    }
+    zero(p as usize, total);
+    p
+}
+
+/// Zeroes `[addr, addr+len)`: memset for small ranges; for large ones the kernel zeroes
+/// whole pages (madvise), so untouched pages stay untouched.
+fn zero(addr: usize, len: usize) {
+    if len >= KERNEL_ZERO_MIN {
+        let lo = (addr + sys::PAGE - 1) & !(sys::PAGE - 1);
+        let hi = (addr + len) & !(sys::PAGE - 1);
+        // SAFETY: [lo, hi) lies inside the live block we own and holds no data yet.
+        if hi > lo && sys::release_pages(lo, hi - lo) && unsafe { (lo as *const u64).read_volatile() } == 0 {
+            // SAFETY: the edges are inside the block.
+            unsafe {
+                ptr::write_bytes(addr as *mut u8, 0, lo - addr);
+                ptr::write_bytes(hi as *mut u8, 0, addr + len - hi);
+            }
+            return;
+        }
+    }
+    // SAFETY: the block holds at least len bytes.
+    unsafe { ptr::write_bytes(addr as *mut u8, 0, len) };
+}

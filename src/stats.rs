@@ -1,0 +1,191 @@
+//! Statistics: the `myalloc_stats` struct shared with C and Python, how it is gathered,
+//! and the exit-time report (`MYALLOC_STATS=1` to stderr, `MYALLOC_STATS_FILE` as JSON).
+//!
+//! The struct is append-only: new fields go at the end and bump `VERSION`; readers pass
+//! the size they know and get that many bytes.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::cache::{self, Totals};
+use crate::heap::HEAP;
+use crate::report::Line;
+use crate::sys;
+
+pub const VERSION: u64 = 1;
+
+/// Every field is a `uint64_t` in C.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct MyallocStats {
+    /// sizeof(struct myalloc_stats) as filled by the library.
+    pub size: u64,
+    pub version: u64,
+    /// The program break when the allocator first looked at it.
+    pub heap_start: u64,
+    /// Current break minus `heap_start`.
+    pub brk_extent: u64,
+    pub brk_extent_peak: u64,
+    /// Bytes held from the kernel: break extent plus fallback mappings.
+    pub held_bytes: u64,
+    pub held_bytes_peak: u64,
+    /// Usable bytes of live blocks.
+    pub in_use_bytes: u64,
+    /// Peak of bytes in blocks handed out (live blocks plus thread-cached ones).
+    pub in_use_bytes_peak: u64,
+    pub live_blocks: u64,
+    pub malloc_calls: u64,
+    pub free_calls: u64,
+    pub realloc_calls: u64,
+    pub calloc_calls: u64,
+    pub memalign_calls: u64,
+    pub brk_grow_calls: u64,
+    pub brk_shrink_calls: u64,
+    pub madvise_calls: u64,
+    pub madvised_bytes: u64,
+    pub mmap_fallback_calls: u64,
+    pub mmap_fallback_bytes: u64,
+    /// Bytes of free blocks parked in thread caches.
+    pub cached_bytes: u64,
+    /// Bytes of chunk metadata (bitmaps) inside the heap.
+    pub metadata_bytes: u64,
+    /// Sum of all requested sizes so far.
+    pub requested_bytes_total: u64,
+}
+
+pub const FIELDS: [&str; 24] = [
+    "size",
+    "version",
+    "heap_start",
+    "brk_extent",
+    "brk_extent_peak",
+    "held_bytes",
+    "held_bytes_peak",
+    "in_use_bytes",
+    "in_use_bytes_peak",
+    "live_blocks",
+    "malloc_calls",
+    "free_calls",
+    "realloc_calls",
+    "calloc_calls",
+    "memalign_calls",
+    "brk_grow_calls",
+    "brk_shrink_calls",
+    "madvise_calls",
+    "madvised_bytes",
+    "mmap_fallback_calls",
+    "mmap_fallback_bytes",
+    "cached_bytes",
+    "metadata_bytes",
+    "requested_bytes_total",
+];
+
+impl MyallocStats {
+    pub fn as_array(&self) -> [u64; 24] {
+        // SAFETY: the struct is 24 u64 fields, repr(C), no padding.
+        unsafe { core::mem::transmute(*self) }
+    }
+}
+
+/// Gathers the statistics of the live process heap.
+pub fn gather() -> MyallocStats {
+    let totals = Totals::default();
+    let mut h = HEAP.lock();
+    h.ready();
+    let cached = cache::totals(&mut h, &totals);
+    MyallocStats {
+        size: core::mem::size_of::<MyallocStats>() as u64,
+        version: VERSION,
+        heap_start: h.heap_start as u64,
+        brk_extent: h.brk_extent() as u64,
+        brk_extent_peak: h.brk_extent_peak() as u64,
+        held_bytes: h.held_bytes() as u64,
+        held_bytes_peak: h.held_peak.max(h.held_bytes()) as u64,
+        in_use_bytes: totals.in_use.load(Relaxed).max(0) as u64,
+        in_use_bytes_peak: h.reserved_peak.max(h.reserved_bytes()) as u64,
+        live_blocks: totals.live.load(Relaxed).max(0) as u64,
+        malloc_calls: totals.malloc.load(Relaxed),
+        free_calls: totals.free.load(Relaxed),
+        realloc_calls: totals.realloc.load(Relaxed),
+        calloc_calls: totals.calloc.load(Relaxed),
+        memalign_calls: totals.memalign.load(Relaxed),
+        brk_grow_calls: sys::BRK_GROW_CALLS.load(Relaxed),
+        brk_shrink_calls: sys::BRK_SHRINK_CALLS.load(Relaxed),
+        madvise_calls: sys::MADVISE_CALLS.load(Relaxed),
+        madvised_bytes: sys::MADVISED_BYTES.load(Relaxed),
+        mmap_fallback_calls: h.mmap_calls,
+        mmap_fallback_bytes: h.map_bytes as u64,
+        cached_bytes: cached as u64,
+        metadata_bytes: h.metadata_bytes() as u64,
+        requested_bytes_total: totals.requested.load(Relaxed),
+    }
+}
+
+fn mib(l: &mut Line, bytes: u64) {
+    if bytes < 1 << 20 {
+        let tenths = bytes * 10 / (1 << 10);
+        l.dec(tenths / 10).str(".").dec(tenths % 10).str(" KiB");
+    } else {
+        let tenths = bytes * 10 / (1 << 20);
+        l.dec(tenths / 10).str(".").dec(tenths % 10).str(" MiB");
+    }
+}
+
+/// Writes the human-readable summary to `fd`.
+pub fn write_summary(fd: i32, s: &MyallocStats) {
+    let mut l = Line::new();
+    l.str("myalloc: peak brk ");
+    mib(&mut l, s.brk_extent_peak);
+    l.str(" (now ");
+    mib(&mut l, s.brk_extent);
+    l.str("), peak held ");
+    mib(&mut l, s.held_bytes_peak);
+    l.str(" (now ");
+    mib(&mut l, s.held_bytes);
+    l.str(")\n");
+    l.write_to(fd);
+    let mut l = Line::new();
+    l.str("myalloc: in use ").dec(s.in_use_bytes).str(" bytes in ").dec(s.live_blocks);
+    l.str(" blocks, peak ");
+    mib(&mut l, s.in_use_bytes_peak);
+    l.str(", cached ").dec(s.cached_bytes).str(" bytes, metadata ").dec(s.metadata_bytes).str(" bytes\n");
+    l.write_to(fd);
+    let mut l = Line::new();
+    l.str("myalloc: calls: malloc ").dec(s.malloc_calls).str(", free ").dec(s.free_calls);
+    l.str(", realloc ").dec(s.realloc_calls).str(", calloc ").dec(s.calloc_calls);
+    l.str(", memalign ").dec(s.memalign_calls).str("\n");
+    l.write_to(fd);
+    let mut l = Line::new();
+    l.str("myalloc: kernel: brk grow ").dec(s.brk_grow_calls).str(", brk shrink ").dec(s.brk_shrink_calls);
+    l.str(", madvise ").dec(s.madvise_calls).str(" (").dec(s.madvised_bytes).str(" bytes)");
+    l.str(", mmap fallback ").dec(s.mmap_fallback_calls).str(" (").dec(s.mmap_fallback_bytes).str(" bytes)\n");
+    l.write_to(fd);
+}
+
+/// Writes the statistics as one JSON object to `fd`.
+pub fn write_json(fd: i32, s: &MyallocStats) {
+    let values = s.as_array();
+    let mut l = Line::new();
+    l.str("{");
+    for (i, (name, v)) in FIELDS.iter().zip(values.iter()).enumerate() {
+        if i > 0 {
+            l.str(", ");
+        }
+        l.str("\"").str(name).str("\": ").dec(*v);
+        if l.as_bytes().len() > 200 {
+            l.write_to(fd);
+            l = Line::new();
+        }
+    }
+    l.str("}\n");
+    l.write_to(fd);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn struct_is_flat_u64s() {
+        assert_eq!(core::mem::size_of::<MyallocStats>(), FIELDS.len() * 8);
+    }
+}
