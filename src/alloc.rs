@@ -99,28 +99,32 @@ pub struct Live {
     pub addr: usize,
     pub g: usize,
     pub n: usize,
+    /// The block's first word when it was checked.
+    pub first_word: u64,
 }
 
 /// Finds the live block that starts at `p`, or reports the misuse and aborts.
 #[inline]
 pub fn lookup_live(p: *mut u8, func: &str) -> Live {
     let addr = p as usize;
+    let freed = if func == "free" { Misuse::DoubleFree } else { Misuse::UseAfterFree };
     let Some(arena) = heap::arena_of(addr) else {
-        report::misuse(func, Misuse::InvalidPointer, addr);
+        // Memory the heap once held and gave back to the kernel was freed.
+        let kind = if heap::was_heap(addr) { freed } else { Misuse::InvalidPointer };
+        report::misuse(func, kind, addr);
     };
     let g = arena.granule_of(addr);
     let alloc = arena.test(Plane::Alloc, g);
     if addr & (GRANULE - 1) == 0 && alloc && arena.test(Plane::Start, g) {
+        // SAFETY: a live block starts here: its first word is readable.
+        let first_word = unsafe { (*(addr as *const core::sync::atomic::AtomicU64)).load(core::sync::atomic::Ordering::Acquire) };
+        if first_word == arena.cached_tag(addr) {
+            report::misuse(func, freed, addr);
+        }
         let n = arena.live_end(g) - g;
-        return Live { arena, addr, g, n };
+        return Live { arena, addr, g, n, first_word };
     }
-    let kind = if alloc {
-        Misuse::InteriorPointer
-    } else if func == "free" {
-        Misuse::DoubleFree
-    } else {
-        Misuse::UseAfterFree
-    };
+    let kind = if alloc { Misuse::InteriorPointer } else { freed };
     report::misuse(func, kind, addr)
 }
 
@@ -131,7 +135,14 @@ pub fn free(p: *mut u8) {
     count_free(b.n);
     if b.n <= CLASSES {
         if let Some(tc) = cache::current() {
-            tc.push(b.arena, b.addr, b.g, b.n);
+            if b.g + b.n != b.arena.hi_live() {
+                tc.push(b.arena, b.addr, b.n, b.first_word);
+                return;
+            }
+            // The highest live block: free it for real, then the cached blocks right
+            // below it, so that the break can come down.
+            free_locked(b.addr, b.n, "free");
+            tc.release_below_free_tail(b.arena);
             return;
         }
     }
@@ -152,6 +163,13 @@ fn free_locked(addr: usize, n: usize, func: &str) {
     arena.free_block(g, n);
 }
 
+/// Counts a call of realloc (whatever it turns into).
+pub fn note_realloc() {
+    if let Some(c) = cache::current().map(|tc| &tc.counters) {
+        bump(&c.realloc, 1);
+    }
+}
+
 /// Usable bytes of the live block at `p`.
 pub fn usable_size(p: *mut u8) -> usize {
     lookup_live(p, "malloc_usable_size").n << GRANULE_SHIFT
@@ -161,9 +179,6 @@ pub fn usable_size(p: *mut u8) -> usize {
 /// usable size allows or the granules after it are free; moves it otherwise.
 pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     let b = lookup_live(p, "realloc");
-    if let Some(c) = cache::counters() {
-        bump(&c.realloc, 1);
-    }
     let Some(m) = granules(size) else { return ptr::null_mut() };
     if m <= b.n {
         // Shrinking gives the tail back only when it is worth a lock.

@@ -7,8 +7,11 @@
 //! |---------|---------|----------------------------------------------------------------|
 //! | 1       | 1       | the first granule of a live block (user or internal)           |
 //! | 0       | 1       | a later granule of a live block                                 |
-//! | 1       | 0       | the first granule of a free block (buddy-free or thread-cached) |
+//! | 1       | 0       | the first granule of a buddy-free block                         |
 //! | 0       | 0       | a later granule of a free block, or beyond the heap top          |
+//!
+//! Blocks parked in thread caches count as live here (`alloc=1`): the cache tags them
+//! in-band (see `cache.rs`). So runs of `alloc=0` are exactly the buddy's free memory.
 //!
 //! So a live block's extent is its start granule plus the run of `alloc=1, start=0`
 //! granules after it; no header sits in front of a user's block.
@@ -18,7 +21,7 @@
 //! that block's own bits without the lock (free and malloc fast paths). A word may hold
 //! bits of several blocks, hence atomic RMW on every write.
 
-use core::sync::atomic::{AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering::*};
 
 pub const GRANULE_SHIFT: usize = 4;
 pub const GRANULE: usize = 1 << GRANULE_SHIFT;
@@ -32,12 +35,16 @@ pub const MAX_ORDER: usize = 31;
 pub struct ChunkMeta {
     pub alloc: [AtomicU64; WORDS],
     pub start: [AtomicU64; WORDS],
-    /// Buddy-free blocks of each order that start in this chunk. Guarded by the arena lock.
-    pub free_count: [u16; MAX_ORDER + 1],
-    /// A block was freed here since the last purge. Guarded by the arena lock.
-    pub dirty: u32,
+    /// Buddy-free blocks of each order that start in this chunk. Changed under the arena
+    /// lock (atomics only so that shared references suffice; relaxed plain stores).
+    pub free_count: [AtomicU16; MAX_ORDER + 1],
+    /// A block was freed here since the last purge. Changed under the arena lock.
+    pub dirty: AtomicU32,
     /// The chunk this metadata describes (lets trimming recognise metadata blocks).
-    pub chunk: u32,
+    pub chunk: AtomicU32,
+    /// Upper bound on the longest run of free granules in this chunk: set when a run
+    /// search fails, reset by any free here. Changed under the arena lock.
+    pub run_hint: AtomicU32,
 }
 
 pub const META_BYTES: usize = core::mem::size_of::<ChunkMeta>();
@@ -58,6 +65,16 @@ pub enum Plane {
 }
 
 impl ChunkMeta {
+    /// Adds `delta` to the free-block count of `order`; returns the new count. Arena
+    /// lock held.
+    #[inline]
+    pub fn count_free(&self, order: usize, delta: i32) -> u16 {
+        let c = &self.free_count[order];
+        let v = (c.load(Relaxed) as i32 + delta) as u16;
+        c.store(v, Relaxed);
+        v
+    }
+
     #[inline]
     pub fn plane(&self, plane: Plane) -> &[AtomicU64; WORDS] {
         match plane {
@@ -145,6 +162,52 @@ impl ChunkMeta {
         None
     }
 
+    /// Lowest run of at least `n` granules with `alloc=0` inside `[0, limit)` of this
+    /// chunk; returns its first granule.
+    pub fn find_free_run(&self, n: usize, limit: usize) -> Option<usize> {
+        let mut run_start = 0;
+        let mut run_len = 0;
+        let words = limit.div_ceil(64);
+        for w in 0..words {
+            let valid = span_mask(0, core::cmp::min(64, limit - (w << 6)));
+            let free = !self.alloc[w].load(Acquire) & valid;
+            if free == u64::MAX {
+                if run_len == 0 {
+                    run_start = w << 6;
+                }
+                run_len += 64;
+                if run_len >= n {
+                    return Some(run_start);
+                }
+                continue;
+            }
+            let mut bit = 0usize;
+            while bit < 64 {
+                let rest = free >> bit;
+                if rest == 0 {
+                    run_len = 0;
+                    break;
+                }
+                let used = rest.trailing_zeros() as usize;
+                if used > 0 {
+                    run_len = 0;
+                    bit += used;
+                }
+                let ones = (!(free >> bit)).trailing_zeros() as usize;
+                let ones = core::cmp::min(ones, 64 - bit);
+                if run_len == 0 {
+                    run_start = (w << 6) + bit;
+                }
+                run_len += ones;
+                if run_len >= n {
+                    return Some(run_start);
+                }
+                bit += ones;
+            }
+        }
+        None
+    }
+
     /// Highest granule `< below` with the `alloc` bit set.
     pub fn last_alloc_below(&self, below: usize) -> Option<usize> {
         if below == 0 {
@@ -177,7 +240,7 @@ mod tests {
 
     #[test]
     fn meta_is_small() {
-        assert_eq!(META_BYTES, 1096);
+        assert_eq!(META_BYTES, 1104);
         assert_eq!(META_GRANULES, 69);
     }
 
@@ -207,6 +270,27 @@ mod tests {
         assert_eq!(m.live_run_end(6), Some(90));
         assert_eq!(m.live_run_end(91), Some(150));
         assert_eq!(m.live_run_end(4000), Some(4000));
+    }
+
+    #[test]
+    fn free_runs_are_found_lowest_first() {
+        let m = meta();
+        m.assign(Plane::Alloc, 0, 4096, true);
+        m.assign(Plane::Alloc, 5, 7, false); // run of 2 at 5
+        m.assign(Plane::Alloc, 60, 70, false); // run of 10 across a word boundary
+        m.assign(Plane::Alloc, 128, 320, false); // run of 192
+        assert_eq!(m.find_free_run(1, 4096), Some(5));
+        assert_eq!(m.find_free_run(2, 4096), Some(5));
+        assert_eq!(m.find_free_run(3, 4096), Some(60));
+        assert_eq!(m.find_free_run(10, 4096), Some(60));
+        assert_eq!(m.find_free_run(11, 4096), Some(128));
+        assert_eq!(m.find_free_run(192, 4096), Some(128));
+        assert_eq!(m.find_free_run(193, 4096), None);
+        assert_eq!(m.find_free_run(100, 200), None, "the limit cuts the run");
+        m.assign(Plane::Alloc, 4000, 4096, false);
+        assert_eq!(m.find_free_run(96, 4096), Some(128));
+        m.assign(Plane::Alloc, 128, 320, true);
+        assert_eq!(m.find_free_run(96, 4096), Some(4000));
     }
 
     #[test]

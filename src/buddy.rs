@@ -12,8 +12,11 @@
 //!   `DirEntry::mask` bit `k` is set iff that count is non-zero; `groups[i]` is the OR of
 //!   the masks of chunks `64i .. 64i+63`. Searching these gives lowest-address-first
 //!   placement without scanning the whole heap.
-//! * A cached block (held by a thread cache) has `start=1`, `alloc=0` and a
-//!   [`CachedHeader`] whose tag tells the buddy to leave it alone.
+//! * A cached block (held by a thread cache) is a live block to the buddy; its
+//!   [`CachedHeader`] tells the cache and the misuse checks that it is not the user's.
+//! * Small requests are placed at the lowest run of free granules that fits, which may
+//!   straddle adjacent buddy-free blocks; whatever is left of them is split back into
+//!   aligned free blocks. `run_hint` of a chunk bounds its longest free run.
 //! * Every granule below `top` belongs to a chunk whose `ChunkMeta` exists; the metadata
 //!   blocks are ordinary live blocks inside the arena, so the arena's extent is its whole
 //!   footprint.
@@ -76,11 +79,15 @@ pub struct ArenaStats {
 pub const GROW_MIN: usize = 16 << 10;
 /// A free tail at least this large is given back to the kernel ...
 pub const TRIM_THRESHOLD: usize = 32 << 10;
-/// ... keeping this much as a cushion. When the arena has to grow right after giving
-/// memory back, the threshold doubles (up to the maximum), so that a program whose
-/// footprint swings around the top does not move the break back and forth.
+/// ... keeping this much as a cushion. Each time the arena has had to grow right after
+/// giving memory back `FLIPS_TO_DOUBLE` times, the threshold doubles (up to the
+/// maximum), so that a program whose footprint swings around the top does not keep
+/// moving the break back and forth.
 pub const TRIM_KEEP: usize = 8 << 10;
 pub const TRIM_THRESHOLD_MAX: usize = 1 << 20;
+const FLIPS_TO_DOUBLE: u32 = 4;
+/// Requests of at most this many granules are placed in the lowest free run.
+pub const RUN_MAX: usize = 64;
 /// Requests of at least this many granules may be placed across free blocks at the top.
 const LARGE_GRANULES: usize = CHUNK_GRANULES;
 const PAGE_GRANULES: usize = sys::PAGE / GRANULE;
@@ -90,6 +97,10 @@ pub struct Arena {
     pub base: usize,
     /// Granules below the heap top. Written under the lock, read without it.
     top: AtomicUsize,
+    /// End of the highest live block (user, cached or metadata): everything from here
+    /// to the top is free. Written under the lock, read without it by `free`, which
+    /// sends the block just below the free tail straight back so the top can shrink.
+    hi_live: AtomicUsize,
     /// Most granules the directory can describe.
     pub limit: usize,
     dir: *mut DirEntry,
@@ -103,6 +114,7 @@ pub struct Arena {
     tail_hint: usize,
     trim_threshold: usize,
     last_was_shrink: bool,
+    flips: u32,
     pub stats: ArenaStats,
 }
 
@@ -125,6 +137,7 @@ impl Arena {
         Arena {
             base: 0,
             top: AtomicUsize::new(0),
+            hi_live: AtomicUsize::new(0),
             limit: 0,
             dir: core::ptr::null_mut(),
             groups: core::ptr::null_mut(),
@@ -134,6 +147,7 @@ impl Arena {
             tail_hint: 0,
             trim_threshold: TRIM_THRESHOLD,
             last_was_shrink: false,
+            flips: 0,
             stats: ArenaStats {
                 grow_calls: 0,
                 shrink_calls: 0,
@@ -163,6 +177,7 @@ impl Arena {
         Arena {
             base,
             top: AtomicUsize::new(0),
+            hi_live: AtomicUsize::new(0),
             limit: core::cmp::min(limit, 1usize << MAX_ORDER),
             dir: dir_mem as *mut DirEntry,
             groups: dir_mem.add(chunks * core::mem::size_of::<DirEntry>()) as *mut u32,
@@ -172,6 +187,7 @@ impl Arena {
             tail_hint: 0,
             trim_threshold: TRIM_THRESHOLD,
             last_was_shrink: false,
+            flips: 0,
             stats: ArenaStats::default(),
         }
     }
@@ -179,6 +195,12 @@ impl Arena {
     #[inline]
     pub fn top(&self) -> usize {
         self.top.load(Acquire)
+    }
+
+    /// End (granule) of the highest live block.
+    #[inline]
+    pub fn hi_live(&self) -> usize {
+        self.hi_live.load(Acquire)
     }
 
     #[inline]
@@ -294,8 +316,8 @@ impl Arena {
         if !m.test(Plane::Start, i) || m.test(Plane::Alloc, i) {
             return false;
         }
-        // SAFETY: start=1, alloc=0: the granule begins a free or cached block whose
-        // first 16 bytes belong to the allocator.
+        // SAFETY: start=1, alloc=0: the granule begins a buddy-free block whose first 16
+        // bytes belong to the allocator.
         let h = unsafe { &*self.header(g) };
         h.tag == self.free_tag(g) && h.order == k as u64
     }
@@ -320,12 +342,7 @@ impl Arena {
 
     fn count_add(&mut self, g: usize, k: usize) {
         let c = g >> CHUNK_SHIFT;
-        let m = self.meta_of(g) as *const ChunkMeta as *mut ChunkMeta;
-        // SAFETY: free_count is guarded by the arena lock, which &mut self proves.
-        let n = unsafe {
-            (*m).free_count[k] += 1;
-            (*m).free_count[k]
-        };
+        let n = self.meta_of(g).count_free(k, 1);
         if n == 1 {
             self.dir_mut(c).mask |= 1 << k;
             // SAFETY: group index is within the directory.
@@ -335,12 +352,7 @@ impl Arena {
 
     fn count_sub(&mut self, g: usize, k: usize) {
         let c = g >> CHUNK_SHIFT;
-        let m = self.meta_of(g) as *const ChunkMeta as *mut ChunkMeta;
-        // SAFETY: as in count_add.
-        let n = unsafe {
-            (*m).free_count[k] -= 1;
-            (*m).free_count[k]
-        };
+        let n = self.meta_of(g).count_free(k, -1);
         if n == 0 {
             self.dir_mut(c).mask &= !(1 << k);
             self.refresh_group(c >> 6);
@@ -362,6 +374,7 @@ impl Arena {
     fn push_free(&mut self, g: usize, k: usize) {
         // SAFETY: the block is free and owned by the arena.
         unsafe { self.header(g).write(FreeHeader { tag: self.free_tag(g), order: k as u64 }) };
+        self.meta_of(g).run_hint.store(u32::MAX, Relaxed);
         self.assign(Plane::Start, g, g + 1, true);
         self.count_add(g, k);
     }
@@ -401,9 +414,7 @@ impl Arena {
             k += 1;
         }
         self.push_free(g, k);
-        let m = self.meta_of(g) as *const ChunkMeta as *mut ChunkMeta;
-        // SAFETY: dirty is guarded by the arena lock.
-        unsafe { (*m).dirty = 1 };
+        self.meta_of(g).dirty.store(1, Relaxed);
     }
 
     // ----- search ---------------------------------------------------------------------
@@ -470,6 +481,17 @@ impl Arena {
         self.assign(Plane::Alloc, g, g + n, true);
         self.stats.live_granules += n as u64;
         self.tail_hint = self.tail_hint.max(g + n);
+        if g + n > self.hi_live() {
+            self.hi_live.store(g + n, Release);
+        }
+    }
+
+    /// After granules ending at `end` became free: if they were the highest live ones,
+    /// find the new highest live end.
+    fn lower_hi_live(&mut self, end: usize) {
+        if end >= self.hi_live() {
+            self.hi_live.store(self.free_tail_start(), Release);
+        }
     }
 
     /// Allocates a live block of exactly `n` granules whose address is a multiple of
@@ -480,6 +502,13 @@ impl Arena {
         }
         let k = order_for(n);
         let align = align.max(1);
+        if n <= RUN_MAX && align == 1 {
+            if let Some(g) = self.alloc_run(n) {
+                return Some(g);
+            }
+            self.grow(n)?;
+            return self.alloc_run(n);
+        }
         // Blocks of order k are 2^k-aligned relative to base, and base is page aligned.
         let search_align = if align <= core::cmp::min(1 << k, PAGE_GRANULES) { 1 } else { align };
         if let Some(g) = self.alloc_from_free(k, n, search_align) {
@@ -492,10 +521,62 @@ impl Arena {
         self.alloc_from_free(k, n, search_align).or_else(|| self.alloc_at_top(n, align))
     }
 
+    /// Places `n` granules at the lowest run of free granules that holds them.
+    fn alloc_run(&mut self, n: usize) -> Option<usize> {
+        let p = self.find_run(n)?;
+        let mut g = p;
+        while g < p + n {
+            let Some(k) = self.free_block_order(g) else {
+                crate::report::internal("free run is not made of free blocks");
+            };
+            self.take_free(g, k);
+            g += 1 << k;
+        }
+        self.mark_live(p, n);
+        if g > p + n {
+            self.release_range(p + n, g);
+        }
+        Some(p)
+    }
+
+    /// Lowest run of `n` free granules within one chunk.
+    fn find_run(&mut self, n: usize) -> Option<usize> {
+        let top = self.top();
+        let chunks = top.div_ceil(CHUNK_GRANULES);
+        // A run of n granules contains an aligned free block of at least this order.
+        let min_order = (usize::BITS - 1 - (n + 1).leading_zeros()) as usize - 1;
+        let want: u32 = !0u32 << min_order;
+        let mut grp = 0;
+        while grp << 6 < chunks {
+            // SAFETY: grp is within the directory.
+            if unsafe { *self.groups.add(grp) } & want != 0 {
+                for c in grp << 6..core::cmp::min((grp + 1) << 6, chunks) {
+                    if self.dir(c).mask & want == 0 {
+                        continue;
+                    }
+                    let m = self.meta(c)?;
+                    if (m.run_hint.load(Relaxed) as usize) < n {
+                        continue;
+                    }
+                    let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
+                    match m.find_free_run(n, limit) {
+                        Some(i) => return Some((c << CHUNK_SHIFT) + i),
+                        None => m.run_hint.store((n - 1) as u32, Relaxed),
+                    }
+                }
+            }
+            grp += 1;
+        }
+        None
+    }
+
     /// Like [`alloc`](Self::alloc) but never grows the arena.
     pub fn alloc_no_grow(&mut self, n: usize, align: usize) -> Option<usize> {
         if n == 0 || n > self.limit {
             return None;
+        }
+        if n <= RUN_MAX && align <= 1 {
+            return self.alloc_run(n);
         }
         let k = order_for(n);
         let align = align.max(1);
@@ -588,13 +669,7 @@ impl Arena {
         self.assign(Plane::Alloc, g, g + n, false);
         self.stats.live_granules -= n as u64;
         self.release_range(g, g + n);
-        self.after_free(g + n, n);
-    }
-
-    /// Returns to the buddy a block parked in a cache (alloc bits already clear).
-    pub fn free_cached(&mut self, g: usize, n: usize) {
-        self.stats.live_granules -= n as u64;
-        self.release_range(g, g + n);
+        self.lower_hi_live(g + n);
         self.after_free(g + n, n);
     }
 
@@ -657,6 +732,7 @@ impl Arena {
             self.assign(Plane::Alloc, g + m, g + n, false);
             self.stats.live_granules -= (n - m) as u64;
             self.release_range(g + m, g + n);
+            self.lower_hi_live(g + n);
             self.after_free(g + n, n - m);
         }
     }
@@ -695,8 +771,12 @@ impl Arena {
         }
         self.stats.grow_calls += 1;
         if self.last_was_shrink {
-            self.trim_threshold = core::cmp::min(self.trim_threshold * 2, TRIM_THRESHOLD_MAX);
             self.last_was_shrink = false;
+            self.flips += 1;
+            if self.flips == FLIPS_TO_DOUBLE {
+                self.flips = 0;
+                self.trim_threshold = core::cmp::min(self.trim_threshold * 2, TRIM_THRESHOLD_MAX);
+            }
         }
         self.install_chunks(top, new_top);
         self.stats.peak_top = self.stats.peak_top.max(new_top as u64);
@@ -724,7 +804,9 @@ impl Arena {
             // bitmaps describe an empty chunk.
             unsafe {
                 core::ptr::write_bytes(self.addr(at) as *mut u8, 0, META_BYTES);
-                (*(self.addr(at) as *mut ChunkMeta)).chunk = c as u32;
+                let m = &*(self.addr(at) as *const ChunkMeta);
+                m.chunk.store(c as u32, Relaxed);
+                m.run_hint.store(u32::MAX, Relaxed);
             }
             self.dir(c).meta.store(at as u32 + 1, Release);
         }
@@ -749,7 +831,7 @@ impl Arena {
         // SAFETY: p starts a live block of META_GRANULES granules inside the arena, so
         // reading a ChunkMeta-sized value there is in bounds; the directory check below
         // decides whether it really is metadata.
-        let c = unsafe { (*(self.addr(p) as *const ChunkMeta)).chunk } as usize;
+        let c = unsafe { (*(self.addr(p) as *const ChunkMeta)).chunk.load(Relaxed) } as usize;
         (c < self.limit.div_ceil(CHUNK_GRANULES) && self.dir(c).meta.load(Relaxed) as usize == p + 1).then_some((p, c))
     }
 
@@ -847,6 +929,7 @@ impl Arena {
             if tail < new_top {
                 self.release_range(tail, new_top);
             }
+            self.hi_live.store(self.free_tail_start(), Release);
         }
         released
     }
@@ -858,16 +941,13 @@ impl Arena {
         let chunks = self.top().div_ceil(CHUNK_GRANULES);
         for c in 0..chunks {
             let Some(m) = self.meta(c) else { continue };
-            let mp = m as *const ChunkMeta as *mut ChunkMeta;
-            // SAFETY: the metadata block stays live while the lock is held; `dirty` is
-            // guarded by the arena lock.
-            let m = unsafe {
-                if (*mp).dirty == 0 {
-                    continue;
-                }
-                (*mp).dirty = 0;
-                &*mp
-            };
+            if m.dirty.swap(0, Relaxed) == 0 {
+                continue;
+            }
+            // The borrow of self through `m` must end before the stats update below.
+            let m = m as *const ChunkMeta;
+            // SAFETY: the metadata block stays live while the lock is held.
+            let m = unsafe { &*m };
             let mut from = 0;
             while let Some(i) = m.next_free_start(from, 1) {
                 let g = (c << CHUNK_SHIFT) + i;
@@ -892,26 +972,23 @@ impl Arena {
     // ----- inspection -------------------------------------------------------------
 
     /// Calls `f(start, granules, state)` for every block below the top, in address order:
-    /// state 0 = buddy-free, 1 = live, 2 = cached.
+    /// state 0 = buddy-free, 1 = live, 2 = parked in a thread cache.
     pub fn for_each_block(&self, mut f: impl FnMut(usize, usize, u8)) {
         let top = self.top();
         let mut g = 0;
         while g < top {
             if self.test(Plane::Alloc, g) {
                 let e = self.live_end(g);
-                f(g, e - g, 1);
+                let addr = self.addr(g);
+                // SAFETY: a live block of at least one granule: its first word is readable.
+                let cached = unsafe { (addr as *const u64).read() } == self.cached_tag(addr);
+                f(g, e - g, if cached { 2 } else { 1 });
                 g = e;
             } else if let Some(k) = self.free_block_order(g) {
                 f(g, 1 << k, 0);
                 g += 1 << k;
             } else {
-                // A cached block: extent runs to the next start or allocated granule.
-                let mut e = g + 1;
-                while e < top && !self.test(Plane::Start, e) && !self.test(Plane::Alloc, e) {
-                    e += 1;
-                }
-                f(g, e - g, 2);
-                g = e;
+                crate::report::internal("unallocated granule outside any free block");
             }
         }
     }

@@ -2,9 +2,12 @@
 //! heap: malloc pops and free pushes without taking the heap lock.
 //!
 //! Invariants:
-//! * A cached block has `start=1`, `alloc=0` and a [`CachedHeader`] (tag bound to its
-//!   address) in its first 16 bytes; the buddy leaves such blocks alone. Each class list
-//!   is LIFO, so the most recently freed block of a size is the next one handed out.
+//! * A cached block stays live in the bitmaps (`alloc=1`) and carries a [`CachedHeader`]
+//!   (tag bound to its address and a per-process key) in its first 16 bytes. The tag is
+//!   set by a compare-and-swap when the block is freed, so a second free of it, even a
+//!   racing one in another thread, is caught; it is cleared when the block is handed out
+//!   again. Each class list is LIFO: the most recently freed block of a size is the next
+//!   one handed out.
 //! * `counts[n]` is the length of list `n`; `cached_granules` their total size.
 //! * Only the owning thread touches a cache's lists; other threads read its counters
 //!   (atomics written by the owner only) when statistics are gathered under the heap lock.
@@ -14,9 +17,9 @@
 //! is handled by a `pthread_key_create` destructor registered at load time.
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::{AcqRel, Acquire, Relaxed}};
 
-use crate::bitmap::{Plane, GRANULE, GRANULE_SHIFT};
+use crate::bitmap::{GRANULE, GRANULE_SHIFT};
 use crate::buddy::{Arena, CachedHeader};
 use crate::heap::{self, Heap, HEAP};
 use crate::report::{self, Misuse};
@@ -182,33 +185,32 @@ impl ThreadCache {
         }
         let addr = h as usize;
         let arena = heap::arena_of(addr)?;
-        // SAFETY: cached blocks belong to this cache; their header is ours to read.
+        // SAFETY: cached blocks belong to this cache; their header is ours.
         let (tag, next) = unsafe { ((*h).tag, (*h).next) };
         if tag != arena.cached_tag(addr) {
             report::misuse("malloc", Misuse::Corruption, addr);
         }
-        let g = arena.granule_of(addr);
-        if arena.assign(Plane::Alloc, g, g + n, true) != 0 {
-            report::misuse("malloc", Misuse::Corruption, addr);
-        }
+        // SAFETY: as above; clearing the tag makes the block the user's again.
+        unsafe { (*h).tag = 0 };
         self.heads[n] = next;
         self.counts[n] -= 1;
         self.cached_granules -= n;
         Some(addr)
     }
 
-    /// Parks the live block `[g, g+n)` of `arena` (at `addr`); reports a double free if
-    /// another thread freed it first.
+    /// Parks the live block at `addr` (`n` granules). `seen` is the first word of the
+    /// block as the misuse check read it; if it changed since, another thread freed the
+    /// block concurrently.
     #[inline]
-    pub fn push(&mut self, arena: &Arena, addr: usize, g: usize, n: usize) {
+    pub fn push(&mut self, arena: &Arena, addr: usize, n: usize, seen: u64) {
         let h = addr as *mut CachedHeader;
-        // SAFETY: the caller owns the live block; the header is written before the
-        // alloc bits are cleared so the buddy never sees it without its tag.
-        unsafe { h.write(CachedHeader { tag: arena.cached_tag(addr), next: self.heads[n] }) };
-        let already_clear = arena.assign(Plane::Alloc, g, g + n, false);
-        if already_clear != 0 {
+        // SAFETY: the block is live and owned by the caller; its first word is aligned.
+        let tag = unsafe { AtomicU64::from_ptr(h as *mut u64) };
+        if tag.compare_exchange(seen, arena.cached_tag(addr), AcqRel, Acquire).is_err() {
             report::misuse("free", Misuse::DoubleFree, addr);
         }
+        // SAFETY: the block is now this cache's.
+        unsafe { (*h).next = self.heads[n] };
         self.heads[n] = h;
         self.counts[n] += 1;
         self.cached_granules += n;
@@ -218,7 +220,7 @@ impl ThreadCache {
     }
 
     /// Takes several blocks of `n` granules from the heap in one lock hold; returns one
-    /// live and caches the others.
+    /// and caches the others.
     #[cold]
     pub fn refill(&mut self, n: usize) -> Option<usize> {
         let want = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16);
@@ -243,16 +245,46 @@ impl ThreadCache {
         for i in (1..k).rev() {
             let addr = got[i];
             let arena = heap::arena_of(addr)?;
-            let g = arena.granule_of(addr);
             let h = addr as *mut CachedHeader;
             // SAFETY: a live block just allocated for this cache.
             unsafe { h.write(CachedHeader { tag: arena.cached_tag(addr), next: self.heads[n] }) };
-            arena.assign(Plane::Alloc, g, g + n, false);
             self.heads[n] = h;
             self.counts[n] += 1;
             self.cached_granules += n;
         }
         Some(got[0])
+    }
+
+    /// Returns to the heap, one after the other, the cached blocks that end where the
+    /// free tail of `arena` begins, so that cached blocks do not hold the top up.
+    pub fn release_below_free_tail(&mut self, arena: &Arena) {
+        'again: loop {
+            let hi = arena.hi_live();
+            for n in 1..=CLASSES {
+                let mut link: *mut *mut CachedHeader = &mut self.heads[n];
+                // SAFETY: the lists hold this cache's blocks; `link` points at the head
+                // slot or at a node's `next` field.
+                unsafe {
+                    while !(*link).is_null() {
+                        let b = *link;
+                        let addr = b as usize;
+                        if arena.contains(addr) && arena.granule_of(addr) + n == hi {
+                            *link = (*b).next;
+                            self.counts[n] -= 1;
+                            self.cached_granules -= n;
+                            let mut heap = HEAP.lock();
+                            if let Some(a) = heap.arena_mut(addr) {
+                                let g = a.granule_of(addr);
+                                a.free_block(g, n);
+                            }
+                            continue 'again;
+                        }
+                        link = &mut (*b).next;
+                    }
+                }
+            }
+            return;
+        }
     }
 
     /// Returns the blocks of class `n` beyond the `keep` most recent to the heap.
@@ -280,7 +312,7 @@ impl ThreadCache {
             let addr = cur as usize;
             if let Some(arena) = h.arena_mut(addr) {
                 let g = arena.granule_of(addr);
-                arena.free_cached(g, n);
+                arena.free_block(g, n);
             }
             self.counts[n] -= 1;
             self.cached_granules -= n;
@@ -353,7 +385,7 @@ pub fn reclaim_after_fork(h: &mut Heap) {
                         let addr = b as usize;
                         if let Some(arena) = h.arena_mut(addr) {
                             let g = arena.granule_of(addr);
-                            arena.free_cached(g, n);
+                            arena.free_block(g, n);
                         }
                         b = nb;
                     }

@@ -41,6 +41,7 @@ pub extern "C" fn calloc(count: usize, size: usize) -> Ptr {
 
 #[no_mangle]
 pub extern "C" fn realloc(p: Ptr, size: usize) -> Ptr {
+    alloc::note_realloc();
     if p.is_null() {
         return malloc(size);
     }

@@ -227,6 +227,14 @@ impl Heap {
     }
 }
 
+/// Whether `addr` lies in memory the brk heap held at some point (above its current top
+/// but below its peak): a pointer there was freed and given back.
+pub fn was_heap(addr: usize) -> bool {
+    let h = heap_view();
+    let peak_end = h.brk.base + ((h.brk.stats.peak_top as usize) << GRANULE_SHIFT);
+    addr >= h.brk.base && addr < peak_end
+}
+
 /// The arena holding `addr`, without the lock (see the module invariants).
 #[inline]
 pub fn arena_of(addr: usize) -> Option<&'static Arena> {

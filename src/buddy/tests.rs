@@ -95,7 +95,7 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
         let mut mask = 0u32;
         for k in 0..=MAX_ORDER {
             let want = free_counts.get(&(c, k)).copied().unwrap_or(0);
-            assert_eq!(m.free_count[k], want, "chunk {c} order {k} count");
+            assert_eq!(m.free_count[k].load(Relaxed), want, "chunk {c} order {k} count");
             if want > 0 {
                 mask |= 1 << k;
             }
@@ -133,11 +133,15 @@ fn verify(a: &Arena, g: usize, n: usize, seed: u8) {
 fn split_returns_the_tail_as_buddies() {
     let mut t = TestArena::new(1 << 20);
     let a = &mut t.arena;
-    let g = a.alloc(3, 1).unwrap();
-    let after: Vec<_> = blocks(a).into_iter().filter(|b| b.0 >= g).take(3).collect();
-    assert_eq!(after[0], (g, 3, 1));
-    assert_eq!(after[1], (g + 3, 1, 0), "the fourth granule is a free order-0 buddy");
-    check(a, &BTreeMap::from([(g, 3)]));
+    // 100 granules come from a 128-granule block; the 28 left are returned as the
+    // aligned buddies 4 + 8 + 16.
+    let g = a.alloc(100, 1).unwrap();
+    assert_eq!(g % 128, 0);
+    let after: Vec<_> = blocks(a).into_iter().filter(|b| b.0 >= g).take(4).collect();
+    assert_eq!(after, vec![(g, 100, 1), (g + 100, 4, 0), (g + 104, 8, 0), (g + 112, 16, 0)]);
+    check(a, &BTreeMap::from([(g, 100)]));
+    a.free_block(g, 100);
+    assert!(blocks(a).iter().any(|&(b, n, s)| s == 0 && b <= g && b + n >= g + 128), "freeing recomposes the block");
 }
 
 #[test]
@@ -193,6 +197,28 @@ fn small_requests_land_in_a_freed_block() {
         let g = a.alloc(n, 1).unwrap();
         assert!(g >= x && g + n <= x + 256, "request {i} went to {g}, outside the freed block {x}");
     }
+}
+
+#[test]
+fn small_requests_pack_without_gaps() {
+    let mut t = TestArena::new(4 << 20);
+    let a = &mut t.arena;
+    let mut rng = Rng(5);
+    let mut total = 0;
+    let mut lo = usize::MAX;
+    let mut hi = 0;
+    for _ in 0..20_000 {
+        let n = 1 + rng.below(8) as usize;
+        let g = a.alloc(n, 1).unwrap();
+        total += n;
+        lo = lo.min(g);
+        hi = hi.max(g + n);
+    }
+    // Only chunk metadata and the ends of chunks (runs do not cross chunks) are lost.
+    let chunks = hi.div_ceil(CHUNK_GRANULES);
+    let metas = meta_starts(a).into_iter().filter(|&m| m >= lo && m < hi).count();
+    let waste = hi - lo - total - metas * META_GRANULES;
+    assert!(waste <= chunks * 8, "{waste} granules lost over {chunks} chunks");
 }
 
 #[test]
