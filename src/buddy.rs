@@ -476,6 +476,15 @@ impl Arena {
 
     /// Marks `[g, g+n)` as one live block.
     fn mark_live(&mut self, g: usize, n: usize) {
+        // A cache tag left behind by an earlier life of this address would make the new
+        // block look freed; only the first word can hold one.
+        let first = self.addr(g) as *mut u64;
+        // SAFETY: the granule is arena memory being handed out.
+        unsafe {
+            if first.read() == self.cached_tag(first as usize) {
+                first.write(0);
+            }
+        }
         self.assign(Plane::Start, g, g + 1, true);
         self.assign(Plane::Start, g + 1, g + n, false);
         self.assign(Plane::Alloc, g, g + n, true);

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from conftest import assert_preloaded, describe, lib_path, parse_kv
+from conftest import assert_preloaded, describe, lib_path
 
 C_API = [
     "malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign",

@@ -39,7 +39,7 @@ def test_misuse_aborts_with_one_line(build, run, case, keyword, function):
     assert m, "the program did not print the bad pointer\n" + info
     bad = int(m.group(1), 16)
     assert "survived" not in out, f"the process survived {case}\n" + info
-    assert rc == -signal.SIGABRT, f"expected death by SIGABRT (-6)\n" + info
+    assert rc == -signal.SIGABRT, "expected death by SIGABRT (-6)\n" + info
 
     myalloc_lines = [l for l in err.splitlines() if l.startswith("myalloc:")]
     assert len(myalloc_lines) == 1, (

@@ -8,8 +8,6 @@ timeout.
 
 import pytest
 
-from conftest import describe
-
 
 def test_stress_8_threads_with_forking_thread(build, run_ok):
     """8 threads malloc/calloc/realloc/free 8 B..64 KiB (some 1 MiB) blocks

@@ -395,3 +395,26 @@ fn model_random_operations() {
     }
 }
 
+
+#[test]
+fn aligned_allocation_sequences_stay_consistent() {
+    let mut t = TestArena::new(256 << 20);
+    let a = &mut t.arena;
+    let mut align = 1;
+    while align <= 1 << 18 {
+        for n in [1usize, 2, align.max(1), align + 1, 3 * align + 1, 6250] {
+            let mut model = BTreeMap::new();
+            let v: Vec<_> = (0..4).map(|k| a.alloc(n, align).unwrap_or_else(|| panic!("n={n} align={align} k={k} top={}", a.top()))).collect();
+            for &g in &v {
+                assert_eq!(a.addr(g) % (align * GRANULE), 0);
+                model.insert(g, n);
+            }
+            check(a, &model);
+            for &g in &v {
+                a.free_block(g, n);
+            }
+            check(a, &BTreeMap::new());
+        }
+        align *= 2;
+    }
+}
