@@ -32,7 +32,9 @@
 #endif
 
 static unsigned char region[REGION] __attribute__((aligned(4096)));
-static unsigned char *cur;      /* current break */
+/* volatile: glibc declares free() and malloc() "leaf", so without it the compiler may
+ * keep the break in a register across them, though they call back into sbrk() here. */
+static unsigned char *volatile cur;      /* current break */
 static unsigned char *peak;     /* highest break ever set */
 static long grow_calls, shrink_calls, failed_calls, total_calls;
 
