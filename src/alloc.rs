@@ -135,18 +135,27 @@ pub fn free(p: *mut u8) {
     count_free(b.n);
     if b.n <= CLASSES {
         if let Some(tc) = cache::current() {
-            if b.g + b.n != b.arena.hi_live() {
+            if b.g + b.n != b.arena.hi_live() || !top_release_pays(b.arena, b.g) {
                 tc.push(b.arena, b.addr, b.n, b.first_word);
                 return;
             }
-            // The highest live block: free it for real, then the cached blocks right
-            // below it, so that the break can come down.
+            // The highest live block, with enough free or cached memory below it that
+            // the break can come down: free it for real, then the cached blocks below.
             free_locked(b.addr, b.n, "free");
             tc.release_below_free_tail(b.arena);
             return;
         }
     }
     free_locked(b.addr, b.n, "free");
+}
+
+/// Whether freeing the highest live block (at `g`) and the cached blocks below it would
+/// make a free tail long enough to trim. Otherwise the block goes to the cache, which
+/// keeps reuse LIFO.
+fn top_release_pays(arena: &Arena, g: usize) -> bool {
+    let _h = HEAP.lock();
+    let start = arena.reclaimable_start(g);
+    (arena.top() - start) << GRANULE_SHIFT >= arena.trim_threshold()
 }
 
 fn free_locked(addr: usize, n: usize, func: &str) {

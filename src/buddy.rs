@@ -88,6 +88,8 @@ pub const TRIM_THRESHOLD_MAX: usize = 1 << 20;
 const FLIPS_TO_DOUBLE: u32 = 4;
 /// Requests of at most this many granules are placed in the lowest free run.
 pub const RUN_MAX: usize = 64;
+/// Largest block a thread cache holds (must match `cache::CLASSES`).
+pub const CACHEABLE_GRANULES: usize = 64;
 /// Requests of at least this many granules may be placed across free blocks at the top.
 const LARGE_GRANULES: usize = CHUNK_GRANULES;
 const PAGE_GRANULES: usize = sys::PAGE / GRANULE;
@@ -195,6 +197,43 @@ impl Arena {
     #[inline]
     pub fn top(&self) -> usize {
         self.top.load(Acquire)
+    }
+
+    /// How low the free tail could reach if the thread-cached blocks ending at `g`
+    /// (and below it, back to back) were freed: walks down over buddy-free blocks and
+    /// blocks carrying the cache tag. Call with the lock held.
+    pub fn reclaimable_start(&self, mut g: usize) -> usize {
+        loop {
+            let below = self.free_tail_start_from(g);
+            if below < g {
+                g = below;
+                continue;
+            }
+            // A cached block ending at g? Its start is the last start bit within the
+            // 64 granules below (cached blocks are at most 64 granules).
+            let lo = g.saturating_sub(CACHEABLE_GRANULES);
+            let mut s = g;
+            while s > lo {
+                s -= 1;
+                if self.test(Plane::Start, s) {
+                    break;
+                }
+            }
+            if s == g || !self.test(Plane::Start, s) || !self.test(Plane::Alloc, s) || self.live_end(s) != g {
+                return g;
+            }
+            let addr = self.addr(s);
+            // SAFETY: s starts a live block: its first word is readable.
+            if unsafe { (addr as *const u64).read() } != self.cached_tag(addr) {
+                return g;
+            }
+            g = s;
+        }
+    }
+
+    /// The trim threshold in force.
+    pub fn trim_threshold(&self) -> usize {
+        self.trim_threshold
     }
 
     /// End (granule) of the highest live block.

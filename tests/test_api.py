@@ -118,3 +118,9 @@ def test_cxx_new_huge_throws_bad_alloc(build, run):
     caught = re.findall(r"^caught (\S+)$", out, re.M)
     assert caught == ["new", "new[]", "aligned_new", "aligned_new[]",
                       "new_char_array", "vector_reserve"], describe(rc, out, err)
+
+
+def test_reuse_is_lifo(build, run_ok):
+    """The most recently freed block of a size is the next one handed out."""
+    kv = run_ok(build("lifo.c"))
+    assert kv["lifo_pairs_ok"] == "1" and kv["lifo_top_ok"] == "1", kv
