@@ -458,27 +458,31 @@ impl Arena {
 
     // ----- search ---------------------------------------------------------------------
 
-    /// Lowest buddy-free block of order >= k in which `n` granules fit at a position
-    /// aligned to `align` granules. Returns (block start, order, placement).
-    fn find_free(&self, k: usize, n: usize, align: usize) -> Option<(usize, usize, usize)> {
+    /// Calls `f` on the chunks that have a free block of an order in `want`, in address
+    /// order, until it returns something.
+    fn scan_chunks<R>(&self, want: u32, mut f: impl FnMut(usize) -> Option<R>) -> Option<R> {
         let chunks = self.top().div_ceil(CHUNK_GRANULES);
-        let want: u32 = !0u32 << k;
         let mut grp = 0;
         while grp << 6 < chunks {
             // SAFETY: grp is within the directory.
             if unsafe { *self.groups.add(grp) } & want != 0 {
                 for c in grp << 6..core::cmp::min((grp + 1) << 6, chunks) {
-                    if self.dir(c).mask & want == 0 {
-                        continue;
-                    }
-                    if let Some(hit) = self.find_in_chunk(c, k, n, align) {
-                        return Some(hit);
+                    if self.dir(c).mask & want != 0 {
+                        if let Some(r) = f(c) {
+                            return Some(r);
+                        }
                     }
                 }
             }
             grp += 1;
         }
         None
+    }
+
+    /// Lowest buddy-free block of order >= k in which `n` granules fit at a position
+    /// aligned to `align` granules. Returns (block start, order, placement).
+    fn find_free(&self, k: usize, n: usize, align: usize) -> Option<(usize, usize, usize)> {
+        self.scan_chunks(!0u32 << k, |c| self.find_in_chunk(c, k, n, align))
     }
 
     fn find_in_chunk(&self, c: usize, k: usize, n: usize, align: usize) -> Option<(usize, usize, usize)> {
@@ -588,34 +592,22 @@ impl Arena {
     }
 
     /// Lowest run of `n` free granules within one chunk.
-    fn find_run(&mut self, n: usize) -> Option<usize> {
+    fn find_run(&self, n: usize) -> Option<usize> {
         let top = self.top();
-        let chunks = top.div_ceil(CHUNK_GRANULES);
         // A run of n granules contains an aligned free block of at least this order.
         let min_order = (usize::BITS - 1 - (n + 1).leading_zeros()) as usize - 1;
-        let want: u32 = !0u32 << min_order;
-        let mut grp = 0;
-        while grp << 6 < chunks {
-            // SAFETY: grp is within the directory.
-            if unsafe { *self.groups.add(grp) } & want != 0 {
-                for c in grp << 6..core::cmp::min((grp + 1) << 6, chunks) {
-                    if self.dir(c).mask & want == 0 {
-                        continue;
-                    }
-                    let m = self.meta(c)?;
-                    if (m.run_hint.load(Relaxed) as usize) < n {
-                        continue;
-                    }
-                    let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
-                    match m.find_free_run(n, limit) {
-                        Some(i) => return Some((c << CHUNK_SHIFT) + i),
-                        None => m.run_hint.store((n - 1) as u32, Relaxed),
-                    }
-                }
+        self.scan_chunks(!0u32 << min_order, |c| {
+            let m = self.meta(c)?;
+            if (m.run_hint.load(Relaxed) as usize) < n {
+                return None;
             }
-            grp += 1;
-        }
-        None
+            let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
+            let hit = m.find_free_run(n, limit);
+            if hit.is_none() {
+                m.run_hint.store((n - 1) as u32, Relaxed);
+            }
+            hit.map(|i| (c << CHUNK_SHIFT) + i)
+        })
     }
 
     /// Like [`alloc`](Self::alloc) but never grows the arena.

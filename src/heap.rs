@@ -64,6 +64,8 @@ pub static HEAP: Mutex<Heap> = Mutex::new(Heap {
 });
 
 static BRK_READY: AtomicBool = AtomicBool::new(false);
+/// Highest address the brk heap has reached, for lock-free "was this heap memory?".
+static BRK_PEAK_END: AtomicUsize = AtomicUsize::new(0);
 static MAPS_PUBLISHED: AtomicUsize = AtomicUsize::new(0);
 
 /// Read-only view of the heap for lock-free lookups.
@@ -119,6 +121,7 @@ impl Heap {
     /// back to mapped arenas when the break cannot grow. Returns the address.
     pub fn alloc(&mut self, n: usize, align: usize) -> Option<usize> {
         let a = self.alloc_inner(n, align)?;
+        BRK_PEAK_END.fetch_max(self.brk.base + ((self.brk.stats.peak_top as usize) << GRANULE_SHIFT), Relaxed);
         self.held_peak = self.held_peak.max(self.held_bytes());
         self.reserved_peak = self.reserved_peak.max(self.reserved_bytes());
         Some(a)
@@ -231,8 +234,7 @@ impl Heap {
 /// but below its peak): a pointer there was freed and given back.
 pub fn was_heap(addr: usize) -> bool {
     let h = heap_view();
-    let peak_end = h.brk.base + ((h.brk.stats.peak_top as usize) << GRANULE_SHIFT);
-    addr >= h.brk.base && addr < peak_end
+    addr >= h.brk.base && addr < BRK_PEAK_END.load(Relaxed)
 }
 
 /// The arena holding `addr`, without the lock (see the module invariants).

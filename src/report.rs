@@ -31,44 +31,30 @@ impl Line {
     }
 
     pub fn hex(&mut self, v: usize) -> &mut Self {
-        self.str("0x");
-        let mut digits = [0u8; 16];
-        let mut n = 0;
-        let mut x = v;
-        loop {
-            digits[n] = b"0123456789abcdef"[x & 15];
-            n += 1;
-            x >>= 4;
-            if x == 0 {
-                break;
-            }
-        }
-        while n > 0 {
-            n -= 1;
-            let d = [digits[n]];
-            // SAFETY: hex digits are ASCII.
-            self.str(unsafe { core::str::from_utf8_unchecked(&d) });
-        }
-        self
+        self.str("0x").digits(v as u64, 16)
     }
 
     pub fn dec(&mut self, v: u64) -> &mut Self {
-        let mut digits = [0u8; 20];
-        let mut n = 0;
+        self.digits(v, 10)
+    }
+
+    fn digits(&mut self, v: u64, base: u64) -> &mut Self {
+        let mut buf = [0u8; 20];
+        let mut n = buf.len();
         let mut x = v;
         loop {
-            digits[n] = b'0' + (x % 10) as u8;
-            n += 1;
-            x /= 10;
+            n -= 1;
+            buf[n] = b"0123456789abcdef"[(x % base) as usize];
+            x /= base;
             if x == 0 {
                 break;
             }
         }
-        while n > 0 {
-            n -= 1;
-            let d = [digits[n]];
-            // SAFETY: decimal digits are ASCII.
-            self.str(unsafe { core::str::from_utf8_unchecked(&d) });
+        for &b in &buf[n..] {
+            if self.len < self.buf.len() {
+                self.buf[self.len] = b;
+                self.len += 1;
+            }
         }
         self
     }

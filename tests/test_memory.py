@@ -170,3 +170,13 @@ def test_foreign_mapping_above_break(build, run):
         "could not place the test mapping above the break (environment)\n" + describe(rc, out, err))
     assert rc == 0, describe(rc, out, err)
     assert kv["failed"] == "0" and kv["overlap"] == "0" and kv["corrupt"] == "0", describe(rc, out, err)
+
+
+def test_large_calloc_leaves_pages_untouched(build, run, report):
+    """calloc(256 MiB), even over dirty freed memory, reads as zero without
+    writing its pages: resident memory grows by the block's bitmaps (1/59 of it,
+    written when the block is marked live) and a page or two, not by the block."""
+    kv, info = measure(run, build("mem_calloc_lazy.c"), [])
+    growth = int(kv["rss_growth"])
+    report(f"calloc(256 MiB): RssAnon growth {growth} bytes")
+    assert growth < 256 * MIB // 40, f"calloc(256 MiB) made {growth} bytes resident\n" + info
