@@ -16,10 +16,9 @@
 //! So a live block's extent is its start granule plus the run of `alloc=1, start=0`
 //! granules after it; no header sits in front of a user's block.
 //!
-//! Concurrency: bits are changed with atomic read-modify-write only. The arena lock
-//! serialises changes to free granules; the holder of a live or cached block changes
-//! that block's own bits without the lock (free and malloc fast paths). A word may hold
-//! bits of several blocks, hence atomic RMW on every write.
+//! Concurrency: bits change only under the arena lock, so a write is a plain load and
+//! store (of an atomic word); the lock-free paths (`free`, `malloc_usable_size`, the
+//! thread caches) only read them, with atomic loads.
 
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering::*};
 
@@ -89,7 +88,8 @@ impl ChunkMeta {
     }
 
     /// Sets (`on`) or clears the bits `[lo, hi)` of one plane within this chunk and
-    /// returns how many of them were already in the requested state.
+    /// returns how many of them were already in the requested state. The caller holds
+    /// the arena lock (the only writer).
     pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
         let words = self.plane(plane);
         let mut already = 0;
@@ -98,14 +98,8 @@ impl ChunkMeta {
             let w = g >> 6;
             let end = core::cmp::min(hi, (w + 1) << 6);
             let mask = span_mask(g & 63, end - (w << 6));
-            let old = if mask == u64::MAX {
-                // A whole word: nobody else owns bits in it, a swap is enough.
-                words[w].swap(if on { u64::MAX } else { 0 }, AcqRel)
-            } else if on {
-                words[w].fetch_or(mask, AcqRel)
-            } else {
-                words[w].fetch_and(!mask, AcqRel)
-            };
+            let old = words[w].load(Relaxed);
+            words[w].store(if on { old | mask } else { old & !mask }, Release);
             let same = if on { old & mask } else { !old & mask };
             already += same.count_ones() as usize;
             g = end;
@@ -162,14 +156,17 @@ impl ChunkMeta {
         None
     }
 
-    /// Lowest run of at least `n` granules with `alloc=0` inside `[0, limit)` of this
+    /// Lowest run of at least `n` granules with `alloc=0` inside `[from, limit)` of this
     /// chunk; returns its first granule.
-    pub fn find_free_run(&self, n: usize, limit: usize) -> Option<usize> {
+    pub fn find_free_run(&self, n: usize, from: usize, limit: usize) -> Option<usize> {
         let mut run_start = 0;
         let mut run_len = 0;
         let words = limit.div_ceil(64);
-        for w in 0..words {
-            let valid = span_mask(0, core::cmp::min(64, limit - (w << 6)));
+        for w in from >> 6..words {
+            let mut valid = span_mask(0, core::cmp::min(64, limit - (w << 6)));
+            if w == from >> 6 {
+                valid &= !span_mask(0, from & 63);
+            }
             let free = !self.alloc[w].load(Acquire) & valid;
             if free == u64::MAX {
                 if run_len == 0 {
@@ -279,18 +276,19 @@ mod tests {
         m.assign(Plane::Alloc, 5, 7, false); // run of 2 at 5
         m.assign(Plane::Alloc, 60, 70, false); // run of 10 across a word boundary
         m.assign(Plane::Alloc, 128, 320, false); // run of 192
-        assert_eq!(m.find_free_run(1, 4096), Some(5));
-        assert_eq!(m.find_free_run(2, 4096), Some(5));
-        assert_eq!(m.find_free_run(3, 4096), Some(60));
-        assert_eq!(m.find_free_run(10, 4096), Some(60));
-        assert_eq!(m.find_free_run(11, 4096), Some(128));
-        assert_eq!(m.find_free_run(192, 4096), Some(128));
-        assert_eq!(m.find_free_run(193, 4096), None);
-        assert_eq!(m.find_free_run(100, 200), None, "the limit cuts the run");
+        assert_eq!(m.find_free_run(1, 0, 4096), Some(5));
+        assert_eq!(m.find_free_run(2, 0, 4096), Some(5));
+        assert_eq!(m.find_free_run(3, 0, 4096), Some(60));
+        assert_eq!(m.find_free_run(10, 0, 4096), Some(60));
+        assert_eq!(m.find_free_run(11, 0, 4096), Some(128));
+        assert_eq!(m.find_free_run(192, 0, 4096), Some(128));
+        assert_eq!(m.find_free_run(193, 0, 4096), None);
+        assert_eq!(m.find_free_run(100, 0, 200), None, "the limit cuts the run");
+        assert_eq!(m.find_free_run(2, 6, 4096), Some(60), "runs start at or after `from`");
         m.assign(Plane::Alloc, 4000, 4096, false);
-        assert_eq!(m.find_free_run(96, 4096), Some(128));
+        assert_eq!(m.find_free_run(96, 0, 4096), Some(128));
         m.assign(Plane::Alloc, 128, 320, true);
-        assert_eq!(m.find_free_run(96, 4096), Some(4000));
+        assert_eq!(m.find_free_run(96, 0, 4096), Some(4000));
     }
 
     #[test]

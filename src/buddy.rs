@@ -86,6 +86,12 @@ pub const TRIM_THRESHOLD: usize = 32 << 10;
 pub const TRIM_KEEP: usize = 8 << 10;
 pub const TRIM_THRESHOLD_MAX: usize = 1 << 20;
 const FLIPS_TO_DOUBLE: u32 = 4;
+/// Automatic purging starts once this much (or 1/8 of the heap) has been freed since the
+/// last purge, and releases free blocks of at least `PURGE_MIN_ORDER` (64 KiB): pages
+/// handed back and soon faulted in again cost more than they save. `malloc_trim`
+/// releases every whole free page.
+pub const PURGE_DIRTY_MIN: usize = 2 << 20;
+pub const PURGE_MIN_ORDER: usize = 12;
 /// Requests of at most this many granules are placed in the lowest free run.
 pub const RUN_MAX: usize = 64;
 /// Largest block a thread cache holds (must match `cache::CLASSES`).
@@ -413,7 +419,12 @@ impl Arena {
     fn push_free(&mut self, g: usize, k: usize) {
         // SAFETY: the block is free and owned by the arena.
         unsafe { self.header(g).write(FreeHeader { tag: self.free_tag(g), order: k as u64 }) };
-        self.meta_of(g).run_hint.store(u32::MAX, Relaxed);
+        // The run holding this block joins at most two runs that were each no longer
+        // than the old bound.
+        let hint = &self.meta_of(g).run_hint;
+        let old = hint.load(Relaxed) as usize;
+        let bound = old.saturating_mul(2).saturating_add(1 << k).min(u32::MAX as usize);
+        hint.store(bound as u32, Relaxed);
         self.assign(Plane::Start, g, g + 1, true);
         self.count_add(g, k);
     }
@@ -460,13 +471,13 @@ impl Arena {
 
     /// Calls `f` on the chunks that have a free block of an order in `want`, in address
     /// order, until it returns something.
-    fn scan_chunks<R>(&self, want: u32, mut f: impl FnMut(usize) -> Option<R>) -> Option<R> {
+    fn scan_chunks<R>(&self, first: usize, want: u32, mut f: impl FnMut(usize) -> Option<R>) -> Option<R> {
         let chunks = self.top().div_ceil(CHUNK_GRANULES);
-        let mut grp = 0;
+        let mut grp = first >> 6;
         while grp << 6 < chunks {
             // SAFETY: grp is within the directory.
             if unsafe { *self.groups.add(grp) } & want != 0 {
-                for c in grp << 6..core::cmp::min((grp + 1) << 6, chunks) {
+                for c in core::cmp::max(grp << 6, first)..core::cmp::min((grp + 1) << 6, chunks) {
                     if self.dir(c).mask & want != 0 {
                         if let Some(r) = f(c) {
                             return Some(r);
@@ -482,7 +493,7 @@ impl Arena {
     /// Lowest buddy-free block of order >= k in which `n` granules fit at a position
     /// aligned to `align` granules. Returns (block start, order, placement).
     fn find_free(&self, k: usize, n: usize, align: usize) -> Option<(usize, usize, usize)> {
-        self.scan_chunks(!0u32 << k, |c| self.find_in_chunk(c, k, n, align))
+        self.scan_chunks(0, !0u32 << k, |c| self.find_in_chunk(c, k, n, align))
     }
 
     fn find_in_chunk(&self, c: usize, k: usize, n: usize, align: usize) -> Option<(usize, usize, usize)> {
@@ -575,7 +586,66 @@ impl Arena {
 
     /// Places `n` granules at the lowest run of free granules that holds them.
     fn alloc_run(&mut self, n: usize) -> Option<usize> {
-        let p = self.find_run(n)?;
+        let p = self.find_run(n, 0)?;
+        self.take_run(p, n);
+        self.mark_live(p, n);
+        Some(p)
+    }
+
+    /// Allocates up to `out.len()` blocks of `n` granules, each at the lowest free run
+    /// that holds it (one scan for the whole batch: each search resumes where the last
+    /// block ended, since nothing below it fits). Returns how many (granules in `out`).
+    pub fn alloc_batch(&mut self, n: usize, out: &mut [usize]) -> usize {
+        let mut cursor = 0;
+        let mut got = 0;
+        while got < out.len() {
+            let Some(p) = self.find_run(n, cursor) else {
+                match self.alloc(n, 1) {
+                    Some(g) => {
+                        out[got] = g;
+                        got += 1;
+                        cursor = g + n;
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            // As many blocks as the run holds go back to back, as one-by-one lowest-first
+            // placement would put them, with one split of the free blocks.
+            let room = self.free_run_len(p, (out.len() - got) * n);
+            let k = core::cmp::max(1, room / n);
+            self.take_run(p, k * n);
+            for i in 0..k {
+                self.mark_live(p + i * n, n);
+                out[got] = p + i * n;
+                got += 1;
+            }
+            cursor = p + k * n;
+        }
+        got
+    }
+
+    /// Free granules from `p` on (at most `max`, within p's chunk and below the top).
+    fn free_run_len(&self, p: usize, max: usize) -> usize {
+        let end = core::cmp::min(core::cmp::min(p + max, self.top()), (p | (CHUNK_GRANULES - 1)) + 1);
+        let m = self.meta_of(p);
+        let base = p & !(CHUNK_GRANULES - 1);
+        match m.last_alloc_below(end - base) {
+            Some(i) if base + i >= p => {
+                // Something allocated inside: the run ends at the first allocated granule.
+                let mut g = p;
+                while g < end && !m.test(Plane::Alloc, g - base) {
+                    g += 1;
+                }
+                g - p
+            }
+            _ => end - p,
+        }
+    }
+
+    /// Takes the free blocks covering `[p, p+n)` (p starts a free block) off the free
+    /// lists and gives back what lies beyond `p+n`.
+    fn take_run(&mut self, p: usize, n: usize) {
         let mut g = p;
         while g < p + n {
             let Some(k) = self.free_block_order(g) else {
@@ -584,26 +654,28 @@ impl Arena {
             self.take_free(g, k);
             g += 1 << k;
         }
-        self.mark_live(p, n);
+        // Clear the start bits inside the run now, so release_range's merges below see
+        // a consistent picture; mark_live sets the right ones.
+        self.assign(Plane::Start, p, p + n, false);
         if g > p + n {
             self.release_range(p + n, g);
         }
-        Some(p)
     }
 
-    /// Lowest run of `n` free granules within one chunk.
-    fn find_run(&self, n: usize) -> Option<usize> {
+    /// Lowest run of `n` free granules within one chunk, starting at or after `from`.
+    fn find_run(&self, n: usize, from: usize) -> Option<usize> {
         let top = self.top();
         // A run of n granules contains an aligned free block of at least this order.
         let min_order = (usize::BITS - 1 - (n + 1).leading_zeros()) as usize - 1;
-        self.scan_chunks(!0u32 << min_order, |c| {
+        self.scan_chunks(from >> CHUNK_SHIFT, !0u32 << min_order, |c| {
             let m = self.meta(c)?;
             if (m.run_hint.load(Relaxed) as usize) < n {
                 return None;
             }
             let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
-            let hit = m.find_free_run(n, limit);
-            if hit.is_none() {
+            let start = if c == from >> CHUNK_SHIFT { from & (CHUNK_GRANULES - 1) } else { 0 };
+            let hit = m.find_free_run(n, start, limit);
+            if hit.is_none() && start == 0 {
                 m.run_hint.store((n - 1) as u32, Relaxed);
             }
             hit.map(|i| (c << CHUNK_SHIFT) + i)
@@ -719,9 +791,9 @@ impl Arena {
         if end + (threshold >> GRANULE_SHIFT) >= self.top() || end >= self.tail_hint || freed >= CHUNK_GRANULES {
             self.trim(threshold, TRIM_KEEP);
         }
-        let threshold = core::cmp::max(1 << 20, (self.top() << GRANULE_SHIFT) / 16);
+        let threshold = core::cmp::max(PURGE_DIRTY_MIN, (self.top() << GRANULE_SHIFT) / 8);
         if self.dirty_bytes >= threshold {
-            self.purge();
+            self.purge(PURGE_MIN_ORDER);
         }
     }
 
@@ -974,8 +1046,9 @@ impl Arena {
         released
     }
 
-    /// Returns the whole free pages of dirty chunks to the kernel (madvise).
-    pub fn purge(&mut self) -> usize {
+    /// Returns the whole free pages of dirty chunks to the kernel (madvise), from free
+    /// blocks of at least order `min_order`.
+    pub fn purge(&mut self, min_order: usize) -> usize {
         self.dirty_bytes = 0;
         let mut released = 0;
         let chunks = self.top().div_ceil(CHUNK_GRANULES);
@@ -993,8 +1066,8 @@ impl Arena {
                 let g = (c << CHUNK_SHIFT) + i;
                 from = i + 1;
                 let Some(k) = self.free_block_order(g) else { continue };
-                if k < 8 {
-                    continue; // smaller than two pages: nothing whole to release
+                if k < min_order.max(8) {
+                    continue; // too small to be worth it (two pages at the very least)
                 }
                 // Keep the page holding the header.
                 let lo = (self.addr(g) + GRANULE + sys::PAGE - 1) & !(sys::PAGE - 1);

@@ -26,7 +26,7 @@ use crate::report::{self, Misuse};
 
 pub const CLASSES: usize = 64;
 /// Bytes a class may hold before half of it goes back to the heap.
-const CLASS_BYTES: usize = 8 << 10;
+const CLASS_BYTES: usize = 32 << 10;
 /// Bytes of blocks a refill brings in at once.
 const REFILL_BYTES: usize = 1 << 10;
 
@@ -122,7 +122,7 @@ thread_local! {
 /// Blocks a class may hold.
 #[inline]
 fn class_limit(n: usize) -> u32 {
-    (CLASS_BYTES / (n * GRANULE)).clamp(4, 128) as u32
+    (CLASS_BYTES / (n * GRANULE)).clamp(8, 512) as u32
 }
 
 /// This thread's cache, created on first use; `None` while the thread is exiting.
@@ -225,19 +225,7 @@ impl ThreadCache {
     pub fn refill(&mut self, n: usize) -> Option<usize> {
         let want = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16);
         let mut got = [0usize; 16];
-        let mut k = 0;
-        {
-            let mut h = HEAP.lock();
-            while k < want {
-                match h.alloc(n, 1) {
-                    Some(a) => {
-                        got[k] = a;
-                        k += 1;
-                    }
-                    None => break,
-                }
-            }
-        }
+        let k = HEAP.lock().alloc_batch(n, &mut got[..want]);
         if k == 0 {
             return None;
         }

@@ -121,10 +121,37 @@ impl Heap {
     /// back to mapped arenas when the break cannot grow. Returns the address.
     pub fn alloc(&mut self, n: usize, align: usize) -> Option<usize> {
         let a = self.alloc_inner(n, align)?;
+        self.note_peaks();
+        Some(a)
+    }
+
+    /// Allocates up to `out.len()` blocks of `n` granules (addresses), in one search
+    /// when possible; returns how many.
+    pub fn alloc_batch(&mut self, n: usize, out: &mut [usize]) -> usize {
+        self.ready();
+        if !self.brk_failed {
+            let got = self.brk.alloc_batch(n, out);
+            if got > 0 {
+                for a in &mut out[..got] {
+                    *a = self.brk.addr(*a);
+                }
+                self.note_peaks();
+                return got;
+            }
+        }
+        match self.alloc(n, 1) {
+            Some(a) => {
+                out[0] = a;
+                1
+            }
+            None => 0,
+        }
+    }
+
+    fn note_peaks(&mut self) {
         BRK_PEAK_END.fetch_max(self.brk.base + ((self.brk.stats.peak_top as usize) << GRANULE_SHIFT), Relaxed);
         self.held_peak = self.held_peak.max(self.held_bytes());
         self.reserved_peak = self.reserved_peak.max(self.reserved_bytes());
-        Some(a)
     }
 
     /// Bytes held from the kernel: the break extent plus fallback mappings.
@@ -205,9 +232,9 @@ impl Heap {
     /// pages inside. Returns whether anything was released.
     pub fn trim_all(&mut self, pad: usize) -> bool {
         self.ready();
-        let mut any = self.brk.trim(sys::PAGE, pad) | (self.brk.purge() > 0);
+        let mut any = self.brk.trim(sys::PAGE, pad) | (self.brk.purge(0) > 0);
         for m in self.maps.iter_mut().flatten() {
-            any |= m.arena.trim(sys::PAGE, pad) | (m.arena.purge() > 0);
+            any |= m.arena.trim(sys::PAGE, pad) | (m.arena.purge(0) > 0);
         }
         any
     }
