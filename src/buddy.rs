@@ -1084,6 +1084,16 @@ impl Arena {
 
     // ----- inspection -------------------------------------------------------------
 
+    /// Calls `f(start)` for the first granule of every chunk-metadata block.
+    pub fn for_each_metadata(&self, mut f: impl FnMut(usize)) {
+        for c in 0..self.top().div_ceil(CHUNK_GRANULES) {
+            let m = self.dir(c).meta.load(Acquire) as usize;
+            if m != 0 {
+                f(m - 1);
+            }
+        }
+    }
+
     /// Calls `f(start, granules, state)` for every block below the top, in address order:
     /// state 0 = buddy-free, 1 = live, 2 = parked in a thread cache.
     pub fn for_each_block(&self, mut f: impl FnMut(usize, usize, u8)) {

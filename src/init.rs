@@ -109,7 +109,7 @@ pub extern "C" fn on_exit() {
     }
 }
 
-#[cfg(all(feature = "export", not(test)))]
+#[cfg(not(test))]
 mod hooks {
     #[used]
     #[link_section = ".init_array"]

@@ -11,18 +11,27 @@
 //! * `report`  – misuse reports (`myalloc: ...`, then abort).
 //! * `stats`   – counters and the `myalloc_stats` struct.
 //! * `init`    – load-time and exit-time hooks (fork handlers, thread exit, reports).
-//! * `capi`    – the exported C and C++ allocation API (feature `export`).
+//! * `capi`    – the exported C and C++ allocation API.
+//!
+//! `heap` and everything above it form the process allocator (feature `process`, on by
+//! default); without it the crate is only the buddy core, for private heaps.
 
-pub mod alloc;
 pub mod bitmap;
 pub mod buddy;
-pub mod cache;
-pub mod heap;
-pub mod init;
 pub mod lock;
 pub mod report;
-pub mod stats;
 pub mod sys;
 
-#[cfg(all(feature = "export", not(test)))]
+#[cfg(feature = "process")]
+pub mod alloc;
+#[cfg(feature = "process")]
+pub mod cache;
+#[cfg(feature = "process")]
+pub mod heap;
+#[cfg(feature = "process")]
+pub mod init;
+#[cfg(feature = "process")]
+pub mod stats;
+
+#[cfg(all(feature = "process", not(test)))]
 pub mod capi;

@@ -1,8 +1,7 @@
 //! Statistics: the `myalloc_stats` struct shared with C and Python, how it is gathered,
 //! and the exit-time report (`MYALLOC_STATS=1` to stderr, `MYALLOC_STATS_FILE` as JSON).
 //!
-//! The struct is append-only: new fields go at the end and bump `VERSION`; readers pass
-//! the size they know and get that many bytes.
+//! The struct itself lives in the small `myalloc-abi` crate, shared with readers.
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -11,80 +10,7 @@ use crate::heap::HEAP;
 use crate::report::Line;
 use crate::sys;
 
-pub const VERSION: u64 = 1;
-
-/// Every field is a `uint64_t` in C.
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug)]
-pub struct MyallocStats {
-    /// sizeof(struct myalloc_stats) as filled by the library.
-    pub size: u64,
-    pub version: u64,
-    /// The program break when the allocator first looked at it.
-    pub heap_start: u64,
-    /// Current break minus `heap_start`.
-    pub brk_extent: u64,
-    pub brk_extent_peak: u64,
-    /// Bytes held from the kernel: break extent plus fallback mappings.
-    pub held_bytes: u64,
-    pub held_bytes_peak: u64,
-    /// Usable bytes of live blocks.
-    pub in_use_bytes: u64,
-    /// Peak of bytes in blocks handed out (live blocks plus thread-cached ones).
-    pub in_use_bytes_peak: u64,
-    pub live_blocks: u64,
-    pub malloc_calls: u64,
-    pub free_calls: u64,
-    pub realloc_calls: u64,
-    pub calloc_calls: u64,
-    pub memalign_calls: u64,
-    pub brk_grow_calls: u64,
-    pub brk_shrink_calls: u64,
-    pub madvise_calls: u64,
-    pub madvised_bytes: u64,
-    pub mmap_fallback_calls: u64,
-    pub mmap_fallback_bytes: u64,
-    /// Bytes of free blocks parked in thread caches.
-    pub cached_bytes: u64,
-    /// Bytes of chunk metadata (bitmaps) inside the heap.
-    pub metadata_bytes: u64,
-    /// Sum of all requested sizes so far.
-    pub requested_bytes_total: u64,
-}
-
-pub const FIELDS: [&str; 24] = [
-    "size",
-    "version",
-    "heap_start",
-    "brk_extent",
-    "brk_extent_peak",
-    "held_bytes",
-    "held_bytes_peak",
-    "in_use_bytes",
-    "in_use_bytes_peak",
-    "live_blocks",
-    "malloc_calls",
-    "free_calls",
-    "realloc_calls",
-    "calloc_calls",
-    "memalign_calls",
-    "brk_grow_calls",
-    "brk_shrink_calls",
-    "madvise_calls",
-    "madvised_bytes",
-    "mmap_fallback_calls",
-    "mmap_fallback_bytes",
-    "cached_bytes",
-    "metadata_bytes",
-    "requested_bytes_total",
-];
-
-impl MyallocStats {
-    pub fn as_array(&self) -> [u64; 24] {
-        // SAFETY: the struct is 24 u64 fields, repr(C), no padding.
-        unsafe { core::mem::transmute(*self) }
-    }
-}
+pub use myalloc_abi::{MyallocStats, FIELDS, VERSION};
 
 /// Gathers the statistics of the live process heap.
 pub fn gather() -> MyallocStats {
@@ -180,12 +106,3 @@ pub fn write_json(fd: i32, s: &MyallocStats) {
     l.write_to(fd);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn struct_is_flat_u64s() {
-        assert_eq!(core::mem::size_of::<MyallocStats>(), FIELDS.len() * 8);
-    }
-}
