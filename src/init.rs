@@ -101,12 +101,39 @@ pub extern "C" fn on_exit() {
         stats::write_summary(unsafe { REPORT_FD }, &s);
     }
     if want_file {
-        let fd = sys::open_for_write(path.as_ptr() as *const c_char);
+        let mut expanded = [0u8; 4096 + 24];
+        let fd = sys::open_for_write(expand_pid(path, &mut expanded));
         if fd >= 0 {
             stats::write_json(fd, &s);
             sys::close(fd);
         }
     }
+}
+
+/// `path` (NUL-terminated) with every `%p` replaced by the process id, so that each
+/// process of a command that forks can keep its own statistics file.
+fn expand_pid(path: &[u8], out: &mut [u8]) -> *const c_char {
+    // SAFETY: getpid has no preconditions.
+    let mut pid = [0u8; 20];
+    let mut digits = crate::report::Line::new();
+    digits.dec(unsafe { libc::getpid() } as u64);
+    let d = digits.as_bytes();
+    pid[..d.len()].copy_from_slice(d);
+    let mut o = 0;
+    let mut i = 0;
+    while i < path.len() && path[i] != 0 && o + d.len() + 1 < out.len() {
+        if path[i] == b'%' && path.get(i + 1) == Some(&b'p') {
+            out[o..o + d.len()].copy_from_slice(&pid[..d.len()]);
+            o += d.len();
+            i += 2;
+        } else {
+            out[o] = path[i];
+            o += 1;
+            i += 1;
+        }
+    }
+    out[o] = 0;
+    out.as_ptr() as *const c_char
 }
 
 #[cfg(not(test))]

@@ -42,3 +42,17 @@ def test_stats_summary_on_stderr_survives_closed_stderr(run):
     lines = [l for l in stderr.splitlines() if l.startswith("myalloc: ")]
     assert any(l.startswith("myalloc: peak brk ") for l in lines), stderr
     assert any(l.startswith("myalloc: calls: malloc ") for l in lines), stderr
+
+
+def test_stats_file_per_process_with_percent_p(run, tmp_path):
+    # A shell that runs two children: each process writes its own file.
+    pattern = str(tmp_path / "stats.%p.json")
+    rc, stdout, stderr = run(["sh", "-c", "ls / >/dev/null; ls / >/dev/null"],
+                             env={"MYALLOC_STATS_FILE": pattern})
+    assert rc == 0, stderr
+    files = sorted(tmp_path.glob("stats.*.json"))
+    assert len(files) >= 2, files  # sh, and each ls it forked (sh may exec the last)
+    for f in files:
+        pid = f.name.split(".")[1]
+        assert pid.isdigit()
+        assert json.loads(f.read_text())["version"] == 1
