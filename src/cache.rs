@@ -27,6 +27,8 @@ use crate::report::{self, Misuse};
 pub const CLASSES: usize = 64;
 /// Bytes a class may hold before half of it goes back to the heap.
 const CLASS_BYTES: usize = 32 << 10;
+/// Blocks returned to the heap per lock hold when a class overflows.
+const FLUSH_BATCH: usize = 256;
 /// Bytes of blocks a refill brings in at once.
 const REFILL_BYTES: usize = 1 << 10;
 
@@ -293,18 +295,38 @@ impl ThreadCache {
             // SAFETY: as above.
             unsafe { (*prev).next = core::ptr::null_mut() };
         }
-        let mut h = HEAP.lock();
+        // Give the blocks back in address order, adjacent ones as one range: blocks
+        // freed together were often allocated together, and one release of a range
+        // costs the buddy far less than one per block.
+        let mut batch = [0usize; FLUSH_BATCH];
         while !cur.is_null() {
-            // SAFETY: as above; read next before the buddy reuses the header.
-            let next = unsafe { (*cur).next };
-            let addr = cur as usize;
-            if let Some(arena) = h.arena_mut(addr) {
-                let g = arena.granule_of(addr);
-                arena.free_block(g, n);
+            let mut k = 0;
+            while k < FLUSH_BATCH && !cur.is_null() {
+                batch[k] = cur as usize;
+                // SAFETY: as above; read next before the buddy reuses the header.
+                cur = unsafe { (*cur).next };
+                k += 1;
             }
-            self.counts[n] -= 1;
-            self.cached_granules -= n;
-            cur = next;
+            self.counts[n] -= k as u32;
+            self.cached_granules -= k * n;
+            let blocks = &mut batch[..k];
+            blocks.sort_unstable();
+            let bytes = n * GRANULE;
+            let mut h = HEAP.lock();
+            let mut i = 0;
+            while i < k {
+                let mut j = i + 1;
+                while j < k && blocks[j] == blocks[j - 1] + bytes {
+                    j += 1;
+                }
+                if let Some(arena) = h.arena_mut(blocks[i]) {
+                    let g = arena.granule_of(blocks[i]);
+                    // A range never spans two arenas: arenas are not adjacent to each
+                    // other's blocks (each ends at its top, which is free).
+                    arena.free_block(g, n * (j - i));
+                }
+                i = j;
+            }
         }
     }
 
