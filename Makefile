@@ -46,7 +46,8 @@ python: $(LIB) $(PYTHON)
 test: build test-deps test-unit test-integration test-python lint
 
 test-deps: $(PYTHON)
-	$(PIP) install -r tests/requirements.txt
+	$(PIP) install -r tests/requirements.txt -r bench/requirements.txt
+	bash scripts/install-system-deps.sh test
 
 test-unit:
 	$(CARGO) test --release --lib
@@ -69,12 +70,14 @@ lint: lint-deps
 	nix-instantiate --parse flake.nix >/dev/null
 	@echo "lint: Dockerfile and flake.nix OK"
 
-# ----- benchmarks --------------------------------------------------------------------
+# ----- benchmarks: myalloc vs glibc, jemalloc, mimalloc, tcmalloc (bench/) -------------
+#   make bench BENCH_ARGS="--only 'py-*,gcc' --allocators myalloc,jemalloc --reps 5"
 
 # Without cargo (the container's runtime stage) the prebuilt library is used as it is.
+# Missing peers (when not root) are reported and skipped by the suite.
 bench-deps: $(PYTHON)
 	@if command -v $(CARGO) >/dev/null; then $(MAKE) --no-print-directory $(LIB); fi
-	-bash scripts/install-system-deps.sh runtime
+	-bash scripts/install-system-deps.sh peers
 	$(PIP) install -r bench/requirements.txt
 
 bench: bench-deps

@@ -1,0 +1,269 @@
+"""Tests of the benchmark suite (bench/), not of the allocator.
+
+1. The measurement: bench/brkmove.c moves the program break and its
+   anonymous mappings by known amounts; the suite's strace code
+   (bench/measure.py) must report exactly those amounts, and the C launcher
+   must report the program's own peak RSS (not this Python process's).
+   strace is required: without it these tests FAIL and say how to install it.
+2. The reports: from the fixed sample data in
+   bench/fixtures/sample-results.json, bench/report.py must write the
+   terminal table, results.json, the CSVs, REPORT.md and chart.png with the
+   expected figures (ratios, geometric means, best marks, failures).
+
+Fast (a few seconds): two tiny C programs and one matplotlib chart.
+"""
+
+import csv
+import importlib.util
+import json
+import shutil
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH_DIR))
+
+import measure  # noqa: E402
+import report  # noqa: E402
+import workloads  # noqa: E402
+
+MiB = 1 << 20
+KiB = 1 << 10
+FIXTURE = BENCH_DIR / "fixtures" / "sample-results.json"
+
+
+def require_strace():
+    if not shutil.which("strace"):
+        pytest.fail("strace is not installed: the benchmark's peak-brk measurement needs it. "
+                    "Install it with `make test-deps` or `bench/install-peers.sh` (as root), "
+                    "or `apt-get install strace`.", pytrace=False)
+    return measure.find_strace()
+
+
+@pytest.fixture(scope="module")
+def helpers(tmp_path_factory):
+    if not (shutil.which("gcc") or shutil.which("cc")):
+        pytest.fail("gcc is needed to build bench/brkmove.c and bench/launch.c", pytrace=False)
+    cache = tmp_path_factory.mktemp("bench-cache")
+    return {"brkmove": measure.build_helper("brkmove", cache),
+            "launch": measure.build_helper("launch", cache)}
+
+
+# --------------------------------------------------------------------------
+# 1. measurement
+# --------------------------------------------------------------------------
+
+def test_strace_peak_brk_is_exact(helpers, tmp_path):
+    strace = require_strace()
+    rd = measure.RunDir(tmp_path / "run")
+    res = measure.traced_run(measure.Command([helpers["brkmove"]]), None, rd, strace, 60)
+    assert res.error is None, res.error
+    assert rd.stdout.read_text() == "brkmove ok\n"
+    t = res.trace
+    # +1 MiB, +3 MiB, -2 MiB, +512 KiB: the break peaks 4 MiB above its start.
+    assert t.peak_brk == 4 * MiB
+    assert t.peak_brk_main == 4 * MiB
+    assert t.processes == 1
+    (img,) = t.images
+    assert img.main and img.command.startswith("brkmove")
+    assert img.brk_extent == 2 * MiB + 512 * KiB
+    # 8 MiB mapped, a hole punched, the head unmapped, the 4 MiB tail grown to
+    # 12 MiB by mremap (the peak), then unmapped; file and shared mappings do
+    # not count.  The loader's own mappings are the same at peak and at exit.
+    assert img.peak_held - img.held == 12 * MiB
+    assert img.peak_held >= 2 * MiB + 512 * KiB + 12 * MiB
+    assert t.peak_held == img.peak_held
+
+
+def test_strace_sees_preloaded_children(helpers, tmp_path):
+    """A workload that starts a child: per-process figures, and the child's
+    exec gives it a fresh image (its peak is not mixed with the parent's)."""
+    strace = require_strace()
+    rd = measure.RunDir(tmp_path / "run")
+    cmd = measure.Command([helpers["launch"], tmp_path / "r.txt", "--", helpers["brkmove"]])
+    res = measure.traced_run(cmd, None, rd, strace, 60)
+    assert res.error is None, res.error
+    t = res.trace
+    assert t.processes == 2
+    assert t.peak_brk == 4 * MiB
+    assert t.peak_brk_command.startswith("brkmove")
+    assert t.peak_brk_main < 1 * MiB      # the launcher itself barely uses the heap
+
+
+def test_launcher_reports_the_programs_own_rss(helpers, tmp_path):
+    rd = measure.RunDir(tmp_path / "run")
+    res = measure.timed_run(measure.Command([helpers["brkmove"]]), None, rd,
+                            helpers["launch"], 60)
+    assert res.error is None, res.error
+    # brkmove touches 4 MiB of break (2.5 MiB left) and then 12 MiB of mapping.
+    assert res.maxrss_kib * KiB >= 14 * MiB
+    # A child forked from this pytest process would start from pytest's RSS.
+    assert res.maxrss_kib * KiB < 24 * MiB
+    assert res.wall_s > 0 and res.status == 0
+    assert res.output_sha256 == measure.hash_outputs(rd)
+
+
+def test_launcher_passes_exit_status(helpers, tmp_path):
+    rd = measure.RunDir(tmp_path / "run")
+    res = measure.timed_run(measure.Command(["sh", "-c", "exit 3"]), None, rd,
+                            helpers["launch"], 60)
+    assert res.status == 3 and res.error and res.output_sha256 is None
+
+
+def test_trace_parser_threads_exec_and_split_calls():
+    """Synthetic strace -f output: a thread's calls belong to its process
+    (even when printed before its clone returns), unfinished/resumed halves
+    join, failed calls change nothing, MAP_FIXED replaces, mremap moves."""
+    lines = """\
+100 execve("/usr/bin/prog", ["prog"], 0x7ffd /* 3 vars */) = 0
+100 brk(NULL)                   = 0x10000000
+100 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000
+100 brk(0x10100000 <unfinished ...>
+101 brk(0x10300000)             = 0x10300000
+100 <... brk resumed>)          = 0x10100000
+100 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM, exit_signal=0}, 88) = 101
+101 mmap(NULL, 1048576, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000100000
+101 mmap(0x7f0000100000, 4096, PROT_READ, MAP_PRIVATE|MAP_FIXED, 3, 0) = 0x7f0000100000
+100 mmap(NULL, 1073741824, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = -1 ENOMEM (Cannot allocate memory)
+100 mremap(0x7f0000000000, 8192, 65536, MREMAP_MAYMOVE) = 0x7f0000200000
+100 brk(0x10000000)             = 0x10000000
+100 vfork( <unfinished ...>
+102 execve("/nonexistent/child", ["child"], 0x1 /* 3 vars */) = -1 ENOENT (No such file or directory)
+102 execve("/usr/bin/child", ["child"], 0x1 /* 3 vars */ <unfinished ...>
+100 <... vfork resumed>)          = 102
+102 <... execve resumed>)       = 0
+102 brk(NULL)                   = 0x20000000
+102 brk(0x20500000)             = 0x20500000
+--- SIGCHLD {si_signo=SIGCHLD} ---
+100 munmap(0x7f0000200000, 65536) = 0
++++ exited with 0 +++
+""".splitlines(True)
+    t = measure.parse_trace(lines)
+    prog, child = t.images
+    assert (prog.command, child.command) == ("prog", "child")
+    assert prog.main and not child.main
+    assert prog.peak_brk == 0x300000           # the thread's brk counts for its process
+    assert child.peak_brk == 0x500000
+    assert t.peak_brk == 0x500000 and t.peak_brk_command == "child"
+    assert t.peak_brk_main == 0x300000
+    assert t.processes == 2
+    # held peak of prog: the thread's 3 MiB break + 8 KiB mapping (the break
+    # is back to 1 MiB when the thread maps 1 MiB; the failed 1 GiB mmap is
+    # ignored); then 4 KiB of the 1 MiB is replaced by a file mapping.
+    assert prog.peak_held == 0x300000 + 8192
+    assert prog.held == 1048576 - 4096          # break back to start, mremap'd block unmapped
+
+
+def test_range_set_split_and_merge():
+    rs = measure.RangeSet()
+    rs.add(0, 100)
+    assert rs.remove(20, 30) == 10 and rs.total == 90
+    rs.add(25, 200)
+    assert rs.total == 20 + 175 and rs.covered(0, 1000) == 195
+    assert rs.remove(0, 1000) == 195 and rs.total == 0 and not rs.starts
+
+
+def test_workload_selection():
+    ws = [workloads.Workload(n, g, "", measure.Command(["true"]), base=b)
+          for n, g, b in (("py-json/pymalloc", "python", "py-json"),
+                          ("py-json/malloc", "python", "py-json"),
+                          ("gcc", "cli", "gcc"))]
+    names = lambda sel: [w.name for w in sel]  # noqa: E731
+    assert names(workloads.select(ws, "py-json")) == ["py-json/pymalloc", "py-json/malloc"]
+    assert names(workloads.select(ws, "py-json/malloc,gcc")) == ["py-json/malloc", "gcc"]
+    assert names(workloads.select(ws, "cli")) == ["gcc"]
+    with pytest.raises(SystemExit):
+        workloads.select(ws, "nope")
+
+
+# --------------------------------------------------------------------------
+# 2. reports from fixed data
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sample():
+    return json.loads(FIXTURE.read_text())
+
+
+def test_summary_figures(sample):
+    rows = {(r["workload"], r["allocator"]): r for r in report.summarize(sample)}
+    assert len(rows) == 9
+    r = rows[("py-json/pymalloc", "glibc")]
+    assert r["time_median_s"] == pytest.approx(1.1)
+    assert (r["time_min_s"], r["time_max_s"], r["time_reps"]) == (1.0, 1.2, 3)
+    assert r["rss_median_bytes"] == 40980 * 1024
+    g = rows[("gcc", "myalloc")]
+    assert g["peak_brk"] == 40 * MiB and g["peak_brk_main"] == 256 * KiB
+    assert g["myalloc_brk_diff"] == 4096
+    assert rows[("py-json/pymalloc", "myalloc")]["myalloc_brk_diff"] == 0
+    f = rows[("sort", "jemalloc")]
+    assert f["status"] == "FAIL" and "differs" in f["reason"] and f["time_median_s"] is None
+
+
+def test_ratio_tables(sample):
+    tables = {t["key"]: t for t in report.build_tables(sample)}
+    time_t = tables["time"]
+    json_row = time_t["rows"][0]
+    assert json_row["ratios"]["myalloc"] == pytest.approx(1.0 / 1.1)
+    assert json_row["best"] == "myalloc"
+    # myalloc: 1/1.1, 2.2/2.0, 0.5/1.0 -> geometric mean 0.5 ** (1/3)
+    assert time_t["geomean"]["myalloc"] == pytest.approx(0.5 ** (1 / 3))
+    assert time_t["geomean"]["jemalloc"] == pytest.approx((1.21 / 1.1 * 0.9) ** 0.5)
+    assert time_t["geomean_counts"]["jemalloc"] == 2      # sort failed
+    assert time_t["geomean_best"] == "myalloc"
+    brk = tables["brk"]
+    assert brk["rows"][0]["values"]["jemalloc"] == 0
+    assert brk["geomean"]["jemalloc"] is None               # never calls brk: not averaged
+    assert brk["rows"][0]["best"] == "myalloc"              # 0 is not ranked
+
+
+def test_terminal_table(sample):
+    text = report.terminal_report(sample)
+    lines = text.splitlines()
+    time_block = lines[lines.index(next(l for l in lines if l.startswith("Wall time"))):]
+    gm = next(l for l in time_block if "geometric mean" in l)
+    assert gm.split()[2:] == ["1.00", "0.79*", "0.99", "(2/3)"]
+    json_line = next(l for l in time_block if l.strip().startswith("py-json/pymalloc"))
+    assert json_line.split()[1:] == ["1.100", "s", "0.91*", "1.10"]
+    assert "no brk" in text
+    assert "FAIL" in text and "sort under jemalloc" in text
+    assert "largest difference over all: 4096 bytes" in text
+
+
+def test_report_files(sample, tmp_path):
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.fail("matplotlib is missing: `pip install -r bench/requirements.txt` "
+                    "(make test-deps installs it)", pytrace=False)
+    text = report.write_all(json.loads(FIXTURE.read_text()), tmp_path)
+    assert "geometric mean" in text
+
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert len(data["summary"]) == 9 and len(data["runs"]) == len(sample["runs"])
+
+    with open(tmp_path / "measurements.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(sample["runs"])
+    assert rows[0]["workload"] == "py-json/pymalloc" and rows[0]["phase"] == "trace"
+    with open(tmp_path / "summary.csv") as f:
+        srows = list(csv.DictReader(f))
+    assert len(srows) == 9
+    gcc_my = next(r for r in srows if r["workload"] == "gcc" and r["allocator"] == "myalloc")
+    assert float(gcc_my["time_median_s"]) == pytest.approx(2.2)
+    assert int(gcc_my["peak_brk"]) == 40 * MiB
+
+    md = (tmp_path / "REPORT.md").read_text()
+    assert "![chart](chart.png)" in md
+    assert "Sample CPU 9000" in md and "glibc 2.36" in md and "0123456789ab" in md
+    assert "libjemalloc2:amd64 5.3.0-1" in md
+    assert "| py-json/pymalloc | 1.100 s | **0.91** | 1.10 |" in md
+    assert "**sort** under **jemalloc**" in md
+    assert "skipped tcmalloc" in md
+
+    png = (tmp_path / "chart.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width >= 1200 and height >= 300
+    assert len(png) > 20_000
