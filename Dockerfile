@@ -5,8 +5,8 @@
 # docker run --rm --cap-add=SYS_PTRACE myalloc make bench-quick
 # docker run --rm -it myalloc bash
 #
-# Tracing the program break needs ptrace: without --cap-add=SYS_PTRACE the suite
-# reports that it could not measure peak brk.
+# Tracing the program break needs ptrace: without --cap-add=SYS_PTRACE every traced
+# run fails and the report lists the failures with strace's message.
 
 # ---- build: the preload library and the Python wheel ---------------------------------
 FROM rust:1.90-bookworm AS build
