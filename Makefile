@@ -45,9 +45,12 @@ python: $(LIB) $(PYTHON)
 
 test: build test-deps test-unit test-integration test-python lint
 
+# The package roles the Dockerfile uses run here too (no-ops when all is installed), so
+# CI exercises the same install steps.
 test-deps: $(PYTHON)
 	$(PIP) install -r tests/requirements.txt -r bench/requirements.txt
-	bash scripts/install-system-deps.sh test
+	bash scripts/install-system-deps.sh build
+	-bash scripts/install-system-deps.sh runtime
 
 test-unit:
 	$(CARGO) test --release --lib

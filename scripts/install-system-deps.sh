@@ -6,20 +6,18 @@
 #   scripts/install-system-deps.sh runtime  what the benchmark suite runs: Python, strace,
 #                                           the workloads' programs and the peer allocators
 #   scripts/install-system-deps.sh peers    the peer allocators and strace (bench/install-peers.sh)
-#   scripts/install-system-deps.sh test     strace, which the tests of the benchmark's tracing use
 #   scripts/install-system-deps.sh lint     nix-instantiate (Debian's nix-bin) for `make lint`
 #
 # As root it installs what is missing with apt-get; otherwise it only lists it.
 set -euo pipefail
 
-role="${1:?usage: $0 build|runtime|peers|test|lint}"
+role="${1:?usage: $0 build|runtime|peers|lint}"
 case "$role" in
   build)   pkgs=(ca-certificates gcc g++ make git python3 python3-pip python3-venv) ;;
   runtime) pkgs=(ca-certificates gcc g++ make git python3 python3-pip python3-venv
                  strace sqlite3 xz-utils perl coreutils grep
                  libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4) ;;
   peers)   pkgs=(libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 strace) ;;
-  test)    pkgs=(strace) ;;
   lint)    pkgs=(nix-bin) ;;
   *) echo "unknown role: $role" >&2; exit 2 ;;
 esac
