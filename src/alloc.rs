@@ -8,7 +8,7 @@ use core::ptr;
 
 use crate::bitmap::{Plane, GRANULE, GRANULE_SHIFT, MAX_ORDER};
 use crate::buddy::Arena;
-use crate::cache::{self, bump, shift, CLASSES};
+use crate::cache::{self, bump, shift, ThreadCache, CLASSES};
 use crate::heap::{self, HEAP};
 use crate::report::{self, Misuse};
 use crate::sys;
@@ -29,8 +29,9 @@ pub fn granules(size: usize) -> Option<usize> {
 }
 
 #[inline]
-fn count_alloc(size: usize, n: usize) {
-    if let Some(c) = cache::current().map(|tc| &tc.counters) {
+fn count_alloc(tc: Option<&mut ThreadCache>, size: usize, n: usize) {
+    if let Some(tc) = tc {
+        let c = &tc.counters;
         bump(&c.malloc, 1);
         bump(&c.requested, size as u64);
         shift(&c.in_use, (n << GRANULE_SHIFT) as i64);
@@ -39,8 +40,9 @@ fn count_alloc(size: usize, n: usize) {
 }
 
 #[inline]
-fn count_free(n: usize) {
-    if let Some(c) = cache::current().map(|tc| &tc.counters) {
+fn count_free(tc: Option<&mut ThreadCache>, n: usize) {
+    if let Some(tc) = tc {
+        let c = &tc.counters;
         bump(&c.free, 1);
         shift(&c.in_use, -((n << GRANULE_SHIFT) as i64));
         shift(&c.live, -1);
@@ -51,20 +53,17 @@ fn count_free(n: usize) {
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
     let Some(n) = granules(size) else { return ptr::null_mut() };
-    let addr = if n <= CLASSES {
-        match cache::current() {
-            Some(tc) => match tc.pop(n) {
-                Some(a) => Some(a),
-                None => tc.refill(n),
-            },
-            None => HEAP.lock().alloc(n, 1),
-        }
-    } else {
-        HEAP.lock().alloc(n, 1)
+    let mut tc = cache::current();
+    let addr = match tc.as_deref_mut() {
+        Some(tc) if n <= CLASSES => match tc.pop(n) {
+            Some(a) => Some(a),
+            None => tc.refill(n),
+        },
+        _ => HEAP.lock().alloc(n, 1),
     };
     match addr {
         Some(a) => {
-            count_alloc(size, n);
+            count_alloc(tc, size, n);
             a as *mut u8
         }
         None => ptr::null_mut(),
@@ -83,7 +82,7 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
     }
     match HEAP.lock().alloc(n, align_g) {
         Some(a) => {
-            count_alloc(size, n);
+            count_alloc(cache::current(), size, n);
             if let Some(c) = cache::counters() {
                 bump(&c.memalign, 1);
             }
@@ -132,9 +131,10 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
 #[inline]
 pub fn free(p: *mut u8) {
     let b = lookup_live(p, "free");
-    count_free(b.n);
+    let mut tc = cache::current();
+    count_free(tc.as_deref_mut(), b.n);
     if b.n <= CLASSES {
-        if let Some(tc) = cache::current() {
+        if let Some(tc) = tc {
             if b.g + b.n != b.arena.hi_live() || !top_release_pays(b.arena, b.g) {
                 tc.push(b.arena, b.addr, b.n, b.first_word);
                 return;
