@@ -207,13 +207,19 @@ impl ChunkMeta {
 
     /// Highest granule `< below` with the `alloc` bit set.
     pub fn last_alloc_below(&self, below: usize) -> Option<usize> {
+        self.last_set_below(Plane::Alloc, below)
+    }
+
+    /// Highest granule `< below` whose bit in `plane` is set.
+    pub fn last_set_below(&self, plane: Plane, below: usize) -> Option<usize> {
         if below == 0 {
             return None;
         }
+        let words = self.plane(plane);
         let mut w = (below - 1) >> 6;
         let mut keep = span_mask(0, below - (w << 6));
         loop {
-            let bits = self.alloc[w].load(Acquire) & keep;
+            let bits = words[w].load(Acquire) & keep;
             if bits != 0 {
                 return Some((w << 6) + 63 - bits.leading_zeros() as usize);
             }
@@ -309,5 +315,7 @@ mod tests {
         assert_eq!(m.last_alloc_below(64), None);
         assert_eq!(m.last_alloc_below(65), Some(64));
         assert_eq!(m.last_alloc_below(4096), Some(64));
+        assert_eq!(m.last_set_below(Plane::Start, 200), Some(130));
+        assert_eq!(m.last_set_below(Plane::Start, 3), None);
     }
 }

@@ -84,8 +84,12 @@ pub const TRIM_THRESHOLD: usize = 32 << 10;
 /// maximum), so that a program whose footprint swings around the top does not keep
 /// moving the break back and forth.
 pub const TRIM_KEEP: usize = 8 << 10;
-pub const TRIM_THRESHOLD_MAX: usize = 1 << 20;
-const FLIPS_TO_DOUBLE: u32 = 4;
+pub const TRIM_THRESHOLD_MAX: usize = 64 << 20;
+/// Whatever the threshold has grown to, a heap whose free tail reaches down to within
+/// this much of its start (the program freed nearly everything) is trimmed once the tail
+/// is this long, so freeing everything gives the memory back.
+pub const TRIM_EMPTY_HEAP: usize = 1 << 20;
+const FLIPS_TO_DOUBLE: u32 = 2;
 /// Automatic purging starts once this much (or 1/8 of the heap) has been freed since the
 /// last purge, and releases free blocks of at least `PURGE_MIN_ORDER` (64 KiB): pages
 /// handed back and soon faulted in again cost more than they save. `malloc_trim`
@@ -719,20 +723,37 @@ impl Arena {
 
     /// Start of the run of buddy-free blocks that ends at `g`.
     fn free_tail_start_from(&self, mut g: usize) -> usize {
-        'outer: while g > 0 {
-            for k in 0..=MAX_ORDER {
-                if (1 << k) > g {
-                    break;
-                }
-                let b = g - (1 << k);
-                if b & ((1 << k) - 1) == 0 && self.is_free_block(b, k) {
-                    g = b;
-                    continue 'outer;
-                }
-            }
-            break;
+        while let Some(b) = self.free_block_ending_at(g) {
+            g = b;
         }
         g
+    }
+
+    /// Start of the buddy-free block that ends exactly at `g`, if there is one.
+    fn free_block_ending_at(&self, g: usize) -> Option<usize> {
+        if g == 0 || g > self.top() {
+            return None;
+        }
+        let last = g - 1;
+        let base = last & !(CHUNK_GRANULES - 1);
+        // The block holding granule g-1 starts at the last start bit at or below it,
+        // when that bit is in the same chunk ...
+        if let Some(i) = self.meta(last >> CHUNK_SHIFT)?.last_set_below(Plane::Start, last - base + 1) {
+            let b = base + i;
+            let size = g - b;
+            return (size.is_power_of_two() && self.is_free_block(b, size.trailing_zeros() as usize)).then_some(b);
+        }
+        // ... otherwise it began in an earlier chunk, so it is a block of a chunk or
+        // more, starting at a chunk boundary.
+        let mut k = CHUNK_SHIFT;
+        while k <= MAX_ORDER && (1 << k) <= g {
+            let b = g - (1 << k);
+            if b & ((1 << k) - 1) == 0 && self.is_free_block(b, k) {
+                return Some(b);
+            }
+            k += 1;
+        }
+        None
     }
 
     /// Takes every buddy-free block in `[from, top)` off the free lists (they must form
@@ -788,7 +809,7 @@ impl Arena {
     fn after_free(&mut self, end: usize, freed: usize) {
         self.dirty_bytes += freed << GRANULE_SHIFT;
         let threshold = self.trim_threshold;
-        if end + (threshold >> GRANULE_SHIFT) >= self.top() || end >= self.tail_hint || freed >= CHUNK_GRANULES {
+        if end + (TRIM_THRESHOLD >> GRANULE_SHIFT) >= self.top() || end >= self.tail_hint || freed >= CHUNK_GRANULES {
             self.trim(threshold, TRIM_KEEP);
         }
         let threshold = core::cmp::max(PURGE_DIRTY_MIN, (self.top() << GRANULE_SHIFT) / 8);
@@ -976,7 +997,9 @@ impl Arena {
             let top = self.top();
             let (tail, ceiling) = self.trim_target();
             self.tail_hint = tail;
-            if (top - tail) << GRANULE_SHIFT < threshold {
+            let tail_bytes = (top - tail) << GRANULE_SHIFT;
+            let nearly_empty = tail << GRANULE_SHIFT <= TRIM_EMPTY_HEAP;
+            if tail_bytes < threshold && !(nearly_empty && tail_bytes >= threshold.min(TRIM_EMPTY_HEAP)) {
                 break;
             }
             let lowest = tail.div_ceil(PAGE_GRANULES) * PAGE_GRANULES;

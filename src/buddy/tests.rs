@@ -418,3 +418,23 @@ fn aligned_allocation_sequences_stay_consistent() {
         align *= 2;
     }
 }
+
+#[test]
+fn swinging_top_stops_moving_the_break_but_freeing_everything_still_trims() {
+    let mut t = TestArena::new(256 << 20);
+    let a = &mut t.arena;
+    // 2 MiB of live data below the swing (a nearly empty heap is always trimmed).
+    let live = (2 << 20) / GRANULE;
+    let base_block = a.alloc(live, 1).unwrap();
+    let big = (4 << 20) / GRANULE;
+    for _ in 0..40 {
+        let g = a.alloc(big, 1).unwrap();
+        a.free_block(g, big);
+    }
+    // After a few flips the threshold exceeds the swing: the break stays put.
+    assert!(a.stats.shrink_calls < 20, "{} shrinks for 40 swings", a.stats.shrink_calls);
+    assert!(a.trim_threshold() > 4 << 20);
+    // The program then frees everything: the heap goes back to (nearly) nothing.
+    a.free_block(base_block, live);
+    assert!(a.top() * GRANULE <= 1 << 20, "top stayed at {} bytes", a.top() * GRANULE);
+}
