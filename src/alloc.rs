@@ -82,10 +82,11 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
     }
     match HEAP.lock().alloc(n, align_g) {
         Some(a) => {
-            count_alloc(cache::current(), size, n);
-            if let Some(c) = cache::counters() {
-                bump(&c.memalign, 1);
+            let mut tc = cache::current();
+            if let Some(t) = tc.as_deref_mut() {
+                bump(&t.counters.memalign, 1);
             }
+            count_alloc(tc, size, n);
             a as *mut u8
         }
         None => ptr::null_mut(),

@@ -205,9 +205,21 @@ impl ChunkMeta {
         None
     }
 
-    /// Highest granule `< below` with the `alloc` bit set.
-    pub fn last_alloc_below(&self, below: usize) -> Option<usize> {
-        self.last_set_below(Plane::Alloc, below)
+    /// Lowest granule in `[from, limit)` whose bit in `plane` is set.
+    pub fn first_set_from(&self, plane: Plane, from: usize, limit: usize) -> Option<usize> {
+        let words = self.plane(plane);
+        let mut w = from >> 6;
+        let mut skip = span_mask(0, from & 63);
+        while w << 6 < limit {
+            let bits = words[w].load(Acquire) & !skip;
+            if bits != 0 {
+                let i = (w << 6) + bits.trailing_zeros() as usize;
+                return (i < limit).then_some(i);
+            }
+            skip = 0;
+            w += 1;
+        }
+        None
     }
 
     /// Highest granule `< below` whose bit in `plane` is set.
@@ -312,10 +324,14 @@ mod tests {
         assert_eq!(m.next_free_start(65, 128), Some(1024));
         m.assign(Plane::Alloc, 64, 65, true);
         assert_eq!(m.next_free_start(10, 1), Some(130));
-        assert_eq!(m.last_alloc_below(64), None);
-        assert_eq!(m.last_alloc_below(65), Some(64));
-        assert_eq!(m.last_alloc_below(4096), Some(64));
+        assert_eq!(m.last_set_below(Plane::Alloc, 64), None);
+        assert_eq!(m.last_set_below(Plane::Alloc, 65), Some(64));
+        assert_eq!(m.last_set_below(Plane::Alloc, 4096), Some(64));
         assert_eq!(m.last_set_below(Plane::Start, 200), Some(130));
         assert_eq!(m.last_set_below(Plane::Start, 3), None);
+        assert_eq!(m.first_set_from(Plane::Alloc, 0, 4096), Some(64));
+        assert_eq!(m.first_set_from(Plane::Alloc, 65, 4096), None);
+        assert_eq!(m.first_set_from(Plane::Start, 131, 1025), Some(200));
+        assert_eq!(m.first_set_from(Plane::Start, 201, 1024), None, "the limit excludes 1024");
     }
 }

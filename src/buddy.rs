@@ -98,7 +98,7 @@ pub const PURGE_DIRTY_MIN: usize = 2 << 20;
 pub const PURGE_MIN_ORDER: usize = 12;
 /// Requests of at most this many granules are placed in the lowest free run.
 pub const RUN_MAX: usize = 64;
-/// Largest block a thread cache holds (must match `cache::CLASSES`).
+/// Largest block a thread cache holds (`cache::CLASSES` is this).
 pub const CACHEABLE_GRANULES: usize = 64;
 /// Requests of at least this many granules may be placed across free blocks at the top.
 const LARGE_GRANULES: usize = CHUNK_GRANULES;
@@ -141,6 +141,14 @@ fn order_for(n: usize) -> usize {
     } else {
         (usize::BITS - (n - 1).leading_zeros()) as usize
     }
+}
+
+/// The buddy order a request of `n` granules needs, and the alignment a free block's
+/// start must be checked for: none when the order's own alignment (relative to `base`,
+/// which is page aligned) already gives `align`.
+fn search_for(n: usize, align: usize) -> (usize, usize) {
+    let k = order_for(n);
+    (k, if align <= core::cmp::min(1 << k, PAGE_GRANULES) { 1 } else { align })
 }
 
 impl Arena {
@@ -219,17 +227,12 @@ impl Arena {
                 g = below;
                 continue;
             }
-            // A cached block ending at g? Its start is the last start bit within the
-            // 64 granules below (cached blocks are at most 64 granules).
-            let lo = g.saturating_sub(CACHEABLE_GRANULES);
-            let mut s = g;
-            while s > lo {
-                s -= 1;
-                if self.test(Plane::Start, s) {
-                    break;
-                }
-            }
-            if s == g || !self.test(Plane::Start, s) || !self.test(Plane::Alloc, s) || self.live_end(s) != g {
+            // A cached block ending at g? Cached blocks are small, so they lie within
+            // one chunk: its start is the last start bit below g there.
+            let Some(s) = g.checked_sub(1).and_then(|last| self.start_in_chunk(last)) else {
+                return g;
+            };
+            if g - s > CACHEABLE_GRANULES || !self.test(Plane::Alloc, s) || self.live_end(s) != g {
                 return g;
             }
             let addr = self.addr(s);
@@ -564,23 +567,18 @@ impl Arena {
     /// Allocates a live block of exactly `n` granules whose address is a multiple of
     /// `align` granules (a power of two). Grows the arena when nothing fits.
     pub fn alloc(&mut self, n: usize, align: usize) -> Option<usize> {
+        if let Some(g) = self.alloc_no_grow(n, align) {
+            return Some(g);
+        }
         if n == 0 || n > self.limit {
             return None;
         }
-        let k = order_for(n);
         let align = align.max(1);
         if n <= RUN_MAX && align == 1 {
-            if let Some(g) = self.alloc_run(n) {
-                return Some(g);
-            }
             self.grow(n)?;
             return self.alloc_run(n);
         }
-        // Blocks of order k are 2^k-aligned relative to base, and base is page aligned.
-        let search_align = if align <= core::cmp::min(1 << k, PAGE_GRANULES) { 1 } else { align };
-        if let Some(g) = self.alloc_from_free(k, n, search_align) {
-            return Some(g);
-        }
+        let (k, search_align) = search_for(n, align);
         if n >= LARGE_GRANULES || search_align > 1 {
             return self.alloc_at_top(n, align);
         }
@@ -632,18 +630,10 @@ impl Arena {
     /// Free granules from `p` on (at most `max`, within p's chunk and below the top).
     fn free_run_len(&self, p: usize, max: usize) -> usize {
         let end = core::cmp::min(core::cmp::min(p + max, self.top()), (p | (CHUNK_GRANULES - 1)) + 1);
-        let m = self.meta_of(p);
         let base = p & !(CHUNK_GRANULES - 1);
-        match m.last_alloc_below(end - base) {
-            Some(i) if base + i >= p => {
-                // Something allocated inside: the run ends at the first allocated granule.
-                let mut g = p;
-                while g < end && !m.test(Plane::Alloc, g - base) {
-                    g += 1;
-                }
-                g - p
-            }
-            _ => end - p,
+        match self.meta_of(p).first_set_from(Plane::Alloc, p - base, end - base) {
+            Some(i) => base + i - p,
+            None => end - p,
         }
     }
 
@@ -691,12 +681,11 @@ impl Arena {
         if n == 0 || n > self.limit {
             return None;
         }
-        if n <= RUN_MAX && align <= 1 {
+        let align = align.max(1);
+        if n <= RUN_MAX && align == 1 {
             return self.alloc_run(n);
         }
-        let k = order_for(n);
-        let align = align.max(1);
-        let search_align = if align <= core::cmp::min(1 << k, PAGE_GRANULES) { 1 } else { align };
+        let (k, search_align) = search_for(n, align);
         self.alloc_from_free(k, n, search_align)
     }
 
@@ -729,17 +718,21 @@ impl Arena {
         g
     }
 
+    /// The last start bit at or below granule `g` within g's chunk: the start of the
+    /// block holding `g` when that block begins in the same chunk.
+    fn start_in_chunk(&self, g: usize) -> Option<usize> {
+        let base = g & !(CHUNK_GRANULES - 1);
+        self.meta(g >> CHUNK_SHIFT)?.last_set_below(Plane::Start, g - base + 1).map(|i| base + i)
+    }
+
     /// Start of the buddy-free block that ends exactly at `g`, if there is one.
     fn free_block_ending_at(&self, g: usize) -> Option<usize> {
         if g == 0 || g > self.top() {
             return None;
         }
-        let last = g - 1;
-        let base = last & !(CHUNK_GRANULES - 1);
         // The block holding granule g-1 starts at the last start bit at or below it,
         // when that bit is in the same chunk ...
-        if let Some(i) = self.meta(last >> CHUNK_SHIFT)?.last_set_below(Plane::Start, last - base + 1) {
-            let b = base + i;
+        if let Some(b) = self.start_in_chunk(g - 1) {
             let size = g - b;
             return (size.is_power_of_two() && self.is_free_block(b, size.trailing_zeros() as usize)).then_some(b);
         }
@@ -812,8 +805,8 @@ impl Arena {
         if end + (TRIM_THRESHOLD >> GRANULE_SHIFT) >= self.top() || end >= self.tail_hint || freed >= CHUNK_GRANULES {
             self.trim(threshold, TRIM_KEEP);
         }
-        let threshold = core::cmp::max(PURGE_DIRTY_MIN, (self.top() << GRANULE_SHIFT) / 8);
-        if self.dirty_bytes >= threshold {
+        let purge_at = core::cmp::max(PURGE_DIRTY_MIN, (self.top() << GRANULE_SHIFT) / 8);
+        if self.dirty_bytes >= purge_at {
             self.purge(PURGE_MIN_ORDER);
         }
     }

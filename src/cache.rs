@@ -24,10 +24,10 @@ use crate::buddy::{Arena, CachedHeader};
 use crate::heap::{self, Heap, HEAP};
 use crate::report::{self, Misuse};
 
-pub const CLASSES: usize = 64;
+pub const CLASSES: usize = crate::buddy::CACHEABLE_GRANULES;
 /// Bytes a class may hold before half of it goes back to the heap.
 const CLASS_BYTES: usize = 32 << 10;
-/// Blocks returned to the heap per lock hold when a class overflows.
+/// Blocks sorted and returned to the heap together (a stack buffer of addresses).
 const FLUSH_BATCH: usize = 256;
 /// Bytes of blocks a refill brings in at once.
 const REFILL_BYTES: usize = 1 << 10;
@@ -262,11 +262,7 @@ impl ThreadCache {
                             *link = (*b).next;
                             self.counts[n] -= 1;
                             self.cached_granules -= n;
-                            let mut heap = HEAP.lock();
-                            if let Some(a) = heap.arena_mut(addr) {
-                                let g = a.granule_of(addr);
-                                a.free_block(g, n);
-                            }
+                            HEAP.lock().free_block_at(addr, n);
                             continue 'again;
                         }
                         link = &mut (*b).next;
@@ -295,49 +291,58 @@ impl ThreadCache {
             // SAFETY: as above.
             unsafe { (*prev).next = core::ptr::null_mut() };
         }
-        // Give the blocks back in address order, adjacent ones as one range: blocks
-        // freed together were often allocated together, and one release of a range
-        // costs the buddy far less than one per block.
-        let mut batch = [0usize; FLUSH_BATCH];
-        while !cur.is_null() {
-            let mut k = 0;
-            while k < FLUSH_BATCH && !cur.is_null() {
-                batch[k] = cur as usize;
-                // SAFETY: as above; read next before the buddy reuses the header.
-                cur = unsafe { (*cur).next };
-                k += 1;
-            }
-            self.counts[n] -= k as u32;
-            self.cached_granules -= k * n;
-            let blocks = &mut batch[..k];
-            blocks.sort_unstable();
-            let bytes = n * GRANULE;
-            let mut h = HEAP.lock();
-            let mut i = 0;
-            while i < k {
-                let mut j = i + 1;
-                while j < k && blocks[j] == blocks[j - 1] + bytes {
-                    j += 1;
-                }
-                if let Some(arena) = h.arena_mut(blocks[i]) {
-                    let g = arena.granule_of(blocks[i]);
-                    // A range never spans two arenas: arenas are not adjacent to each
-                    // other's blocks (each ends at its top, which is free).
-                    arena.free_block(g, n * (j - i));
-                }
-                i = j;
-            }
-        }
+        let given = give_back(&mut HEAP.lock(), n, cur);
+        self.counts[n] -= given as u32;
+        self.cached_granules -= given * n;
     }
 
-    /// Returns every cached block to the heap.
-    pub fn flush_all(&mut self) {
-        for n in 1..=CLASSES {
-            if self.counts[n] > 0 {
-                self.flush(n, 0);
+}
+
+/// Gives the list of cached blocks of `n` granules that starts at `cur` back to the
+/// heap, in address order, adjacent blocks as one range: blocks freed together were
+/// often allocated together, and one release of a range costs the buddy far less than
+/// one per block. Returns how many blocks. Call with the lock held.
+fn give_back(h: &mut Heap, n: usize, mut cur: *mut CachedHeader) -> usize {
+    let mut batch = [0usize; FLUSH_BATCH];
+    let mut given = 0;
+    while !cur.is_null() {
+        let mut k = 0;
+        while k < FLUSH_BATCH && !cur.is_null() {
+            batch[k] = cur as usize;
+            // SAFETY: list nodes are cached blocks of the list's owner; read the link
+            // before the buddy reuses the header.
+            cur = unsafe { (*cur).next };
+            k += 1;
+        }
+        given += k;
+        let blocks = &mut batch[..k];
+        blocks.sort_unstable();
+        let bytes = n * GRANULE;
+        let mut i = 0;
+        while i < k {
+            let mut j = i + 1;
+            while j < k && blocks[j] == blocks[j - 1] + bytes {
+                j += 1;
             }
+            // A range never spans two arenas: each arena ends at its top, which is free.
+            h.free_block_at(blocks[i], n * (j - i));
+            i = j;
         }
     }
+    given
+}
+
+/// Returns every block of the cache `tc` to the heap, removes it from the registry
+/// (keeping its counters) and frees it. Call with the lock held.
+///
+/// # Safety
+/// `tc` must be a registered cache that no thread uses any more.
+unsafe fn dispose(h: &mut Heap, tc: *mut ThreadCache) {
+    for n in 1..=CLASSES {
+        give_back(h, n, (*tc).heads[n]);
+    }
+    unlink(h, tc);
+    h.free_block_at(tc as usize, CACHE_GRANULES);
 }
 
 /// Thread exit: give the cache's blocks back, keep its counters, free the cache.
@@ -349,14 +354,7 @@ pub unsafe fn retire(tc: *mut ThreadCache) {
         return;
     }
     CURRENT.with(|c| c.set(DEAD));
-    (*tc).flush_all();
-    let mut h = HEAP.lock();
-    unlink(&mut h, tc);
-    let addr = tc as usize;
-    if let Some(arena) = h.arena_mut(addr) {
-        let g = arena.granule_of(addr);
-        arena.free_block(g, CACHE_GRANULES);
-    }
+    dispose(&mut HEAP.lock(), tc);
 }
 
 /// Removes `tc` from the registry, folding its counters into the retired totals.
@@ -386,27 +384,8 @@ pub fn reclaim_after_fork(h: &mut Heap) {
         // SAFETY: registry nodes are live caches; only this thread exists now.
         let next = unsafe { (*cur).next };
         if cur != me {
-            // SAFETY: as above.
-            unsafe {
-                for n in 1..=CLASSES {
-                    let mut b = (*cur).heads[n];
-                    while !b.is_null() {
-                        let nb = (*b).next;
-                        let addr = b as usize;
-                        if let Some(arena) = h.arena_mut(addr) {
-                            let g = arena.granule_of(addr);
-                            arena.free_block(g, n);
-                        }
-                        b = nb;
-                    }
-                }
-            }
-            unlink(h, cur);
-            let addr = cur as usize;
-            if let Some(arena) = h.arena_mut(addr) {
-                let g = arena.granule_of(addr);
-                arena.free_block(g, CACHE_GRANULES);
-            }
+            // SAFETY: its thread did not survive the fork.
+            unsafe { dispose(h, cur) };
         }
         cur = next;
     }

@@ -228,6 +228,15 @@ impl Heap {
         self.maps.iter_mut().flatten().map(|m| &mut m.arena).find(|a| a.contains(addr))
     }
 
+    /// Frees the live block of `n` granules at `addr` (a block this allocator handed
+    /// out: user, cached or internal); an address in no arena is ignored.
+    pub fn free_block_at(&mut self, addr: usize, n: usize) {
+        if let Some(arena) = self.arena_mut(addr) {
+            let g = arena.granule_of(addr);
+            arena.free_block(g, n);
+        }
+    }
+
     /// Returns free memory to the kernel: trims every arena's top and releases the free
     /// pages inside. Returns whether anything was released.
     pub fn trim_all(&mut self, pad: usize) -> bool {

@@ -76,8 +76,8 @@ impl Heap {
 
 impl Drop for HeapState {
     fn drop(&mut self) {
-        // SAFETY: the mapping was created in `new` and nothing refers to it after drop.
-        unsafe { libc::munmap(self.map as *mut libc::c_void, self.map_len) };
+        // The mapping was created in `new` and nothing refers to it after drop.
+        myalloc::sys::unmap(self.map, self.map_len);
     }
 }
 
@@ -141,21 +141,9 @@ impl Heap {
         let limit = capacity / GRANULE;
         let dir = Arena::directory_bytes(limit).div_ceil(PAGE) * PAGE;
         let len = dir + capacity;
-        // SAFETY: a fresh private anonymous mapping at a kernel-chosen address.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
+        let Some(map) = myalloc::sys::map_anonymous(len) else {
             return Err(PyMemoryError::new_err("cannot map the heap"));
-        }
-        let map = map as usize;
+        };
         // SAFETY: the mapping is zeroed and exclusively ours: directory first, then
         // the heap memory.
         let arena = unsafe { Arena::new(map + dir, limit, map as *mut u8, Source::Fixed { release: true }, 0x6d79_616c) };
