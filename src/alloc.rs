@@ -28,42 +28,46 @@ pub fn granules(size: usize) -> Option<usize> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn count_alloc(tc: Option<&mut ThreadCache>, size: usize, n: usize) {
     if let Some(tc) = tc {
         let c = &tc.counters;
         bump(&c.malloc, 1);
         bump(&c.requested, size as u64);
         shift(&c.in_use, (n << GRANULE_SHIFT) as i64);
-        shift(&c.live, 1);
     }
 }
 
-#[inline]
+#[inline(always)]
 fn count_free(tc: Option<&mut ThreadCache>, n: usize) {
     if let Some(tc) = tc {
         let c = &tc.counters;
         bump(&c.free, 1);
         shift(&c.in_use, -((n << GRANULE_SHIFT) as i64));
-        shift(&c.live, -1);
     }
 }
 
 /// Allocates `size` bytes; null when the heap is exhausted or the size is impossible.
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
+    if size <= CLASSES * GRANULE {
+        if let Some(tc) = cache::current() {
+            let n = core::cmp::max(1, (size + GRANULE - 1) >> GRANULE_SHIFT);
+            let Some(a) = tc.pop(n).or_else(|| tc.refill(n)) else { return ptr::null_mut() };
+            count_alloc(Some(tc), size, n);
+            return a as *mut u8;
+        }
+    }
+    malloc_locked(size)
+}
+
+#[cold]
+fn malloc_locked(size: usize) -> *mut u8 {
     let Some(n) = granules(size) else { return ptr::null_mut() };
-    let mut tc = cache::current();
-    let addr = match tc.as_deref_mut() {
-        Some(tc) if n <= CLASSES => match tc.pop(n) {
-            Some(a) => Some(a),
-            None => tc.refill(n),
-        },
-        _ => HEAP.lock().alloc(n, 1),
-    };
-    match addr {
+    let got = HEAP.lock().alloc(n, 1);
+    match got {
         Some(a) => {
-            count_alloc(tc, size, n);
+            count_alloc(cache::current(), size, n);
             a as *mut u8
         }
         None => ptr::null_mut(),
@@ -80,7 +84,8 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
     if align_g > 1 << MAX_ORDER {
         return ptr::null_mut();
     }
-    match HEAP.lock().alloc(n, align_g) {
+    let got = HEAP.lock().alloc(n, align_g);
+    match got {
         Some(a) => {
             let mut tc = cache::current();
             if let Some(t) = tc.as_deref_mut() {
@@ -99,12 +104,11 @@ pub struct Live {
     pub addr: usize,
     pub g: usize,
     pub n: usize,
-    /// The block's first word when it was checked.
-    pub first_word: u64,
 }
 
-/// Finds the live block that starts at `p`, or reports the misuse and aborts.
-#[inline]
+/// Finds the live block that starts at `p`, or reports the misuse and aborts. Unlike
+/// the free fast path it reads the block, so a block parked in a thread cache (already
+/// freed) is recognised by its tag.
 pub fn lookup_live(p: *mut u8, func: &str) -> Live {
     let addr = p as usize;
     let freed = if func == "free" { Misuse::DoubleFree } else { Misuse::UseAfterFree };
@@ -113,31 +117,48 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
         let kind = if heap::was_heap(addr) { freed } else { Misuse::InvalidPointer };
         report::misuse(func, kind, addr);
     };
-    let g = arena.granule_of(addr);
-    let alloc = arena.test(Plane::Alloc, g);
-    if addr & (GRANULE - 1) == 0 && alloc && arena.test(Plane::Start, g) {
-        // SAFETY: a live block starts here: its first word is readable.
-        let first_word = unsafe { (*(addr as *const core::sync::atomic::AtomicU64)).load(core::sync::atomic::Ordering::Acquire) };
-        if first_word == arena.cached_tag(addr) {
-            report::misuse(func, freed, addr);
+    match arena.live_block_at(addr) {
+        Ok((g, n)) => {
+            // SAFETY: a live block starts here: its first word is readable.
+            let first_word = unsafe { (addr as *const u64).read_volatile() };
+            if first_word == arena.cached_tag(addr) {
+                report::misuse(func, freed, addr);
+            }
+            Live { arena, addr, g, n }
         }
-        let n = arena.live_end(g) - g;
-        return Live { arena, addr, g, n, first_word };
+        Err(true) => report::misuse(func, Misuse::InteriorPointer, addr),
+        Err(false) => report::misuse(func, freed, addr),
     }
-    let kind = if alloc { Misuse::InteriorPointer } else { freed };
-    report::misuse(func, kind, addr)
 }
 
-/// Frees the block at `p` (non-null).
+/// Frees the block at `p` (non-null). The fast path: a small block that is not the
+/// highest live block goes to the thread cache; the bitmaps are read, the block only
+/// written.
 #[inline]
 pub fn free(p: *mut u8) {
+    let addr = p as usize;
+    if let (Some(tc), Some(arena)) = (cache::current(), heap::arena_of(addr)) {
+        if let Ok((g, n)) = arena.live_block_at(addr) {
+            if n <= CLASSES && g + n != arena.hi_live() {
+                count_free(Some(&mut *tc), n);
+                tc.push(addr, n);
+                return;
+            }
+        }
+    }
+    sys::keep_errno(|| free_slow(p));
+}
+
+/// Every other free: misuse reports, large blocks, and the highest live block.
+#[cold]
+fn free_slow(p: *mut u8) {
     let b = lookup_live(p, "free");
     let mut tc = cache::current();
     count_free(tc.as_deref_mut(), b.n);
     if b.n <= CLASSES {
         if let Some(tc) = tc {
             if b.g + b.n != b.arena.hi_live() || !top_release_pays(b.arena, b.g) {
-                tc.push(b.arena, b.addr, b.n, b.first_word);
+                tc.push(b.addr, b.n);
                 return;
             }
             // The highest live block, with enough free or cached memory below it that

@@ -326,6 +326,30 @@ impl Arena {
         already
     }
 
+    /// The live block that starts at `addr` (inside the arena), as `(granule, length)`;
+    /// otherwise `Err(inside)`, `inside` saying whether `addr` lies within a live block.
+    /// Reads the two bitmap words of the granule once; a block that ends in the same
+    /// word (every block of up to 64 granules that does not cross one) costs nothing more.
+    #[inline]
+    pub fn live_block_at(&self, addr: usize) -> Result<(usize, usize), bool> {
+        let g = self.granule_of(addr);
+        let Some(m) = self.meta(g >> CHUNK_SHIFT) else { return Err(false) };
+        let w = (g & (CHUNK_GRANULES - 1)) >> 6;
+        let b = g & 63;
+        let alloc = m.alloc[w].load(Acquire);
+        let start = m.start[w].load(Acquire);
+        let live = (alloc >> b) & 1 != 0;
+        if !live || (start >> b) & 1 == 0 || addr & (GRANULE - 1) != 0 {
+            return Err(live);
+        }
+        // Granules after g in this word that end the block (a start, or not live).
+        let stop = ((start | !alloc) >> b) >> 1;
+        if stop != 0 {
+            return Ok((g, 1 + stop.trailing_zeros() as usize));
+        }
+        Ok((g, self.live_end(g) - g))
+    }
+
     /// End of the live block that starts at `g` (which must be a live start).
     pub fn live_end(&self, g: usize) -> usize {
         let top = self.top();
@@ -348,6 +372,8 @@ impl Arena {
         self.key ^ FREE_SALT ^ (g as u64).rotate_left(17)
     }
 
+    /// The tag of a block parked in a thread cache (`cache.rs` computes the same from
+    /// `cached_tag(0)`).
     #[inline]
     pub fn cached_tag(&self, addr: usize) -> u64 {
         self.key ^ CACHED_SALT ^ (addr as u64).rotate_left(29)
@@ -791,8 +817,12 @@ impl Arena {
     }
 
     /// Frees the live block `[g, g+n)` (user or internal) into the buddy system.
+    /// Frees the live granules `[g, g+n)`. Granules that were not live mean the caller
+    /// freed memory twice: that is reported (by address) and the process stopped.
     pub fn free_block(&mut self, g: usize, n: usize) {
-        self.assign(Plane::Alloc, g, g + n, false);
+        if self.assign(Plane::Alloc, g, g + n, false) != 0 {
+            crate::report::misuse("free", crate::report::Misuse::DoubleFree, self.addr(g));
+        }
         self.stats.live_granules -= n as u64;
         self.release_range(g, g + n);
         self.lower_hi_live(g + n);

@@ -1,28 +1,38 @@
 //! Per-thread caches of small blocks (1 to 64 granules, up to 1 KiB) in front of the
-//! heap: malloc pops and free pushes without taking the heap lock.
+//! heap: malloc pops and free pushes without taking the heap lock and without reading
+//! the block.
 //!
 //! Invariants:
 //! * A cached block stays live in the bitmaps (`alloc=1`) and carries a [`CachedHeader`]
-//!   (tag bound to its address and a per-process key) in its first 16 bytes. The tag is
-//!   set by a compare-and-swap when the block is freed, so a second free of it, even a
-//!   racing one in another thread, is caught; it is cleared when the block is handed out
-//!   again. Each class list is LIFO: the most recently freed block of a size is the next
-//!   one handed out.
-//! * `counts[n]` is the length of list `n`; `cached_granules` their total size.
+//!   in its first 16 bytes: a tag bound to its address and a per-process key, and the
+//!   link of its class list. A block carries the tag exactly while it is on a list:
+//!   `pop` and `give_back` clear it before the block is handed out or returned to the
+//!   buddy.
+//! * Each class list is LIFO (the most recently freed block of a size is the next one
+//!   handed out) and `counts[n]` nodes long; the last node links to null.
 //! * Only the owning thread touches a cache's lists; other threads read its counters
 //!   (atomics written by the owner only) when statistics are gathered under the heap lock.
-//! * Every live cache is on the list rooted at `CACHES` (guarded by the heap lock).
+//! * Every live cache is on the list rooted at `REGISTRY.head` (guarded by the heap lock).
 //!
-//! Thread-local state is one const-initialised pointer without a destructor; thread exit
-//! is handled by a `pthread_key_create` destructor registered at load time.
+//! Double frees. `free` does not read the block (on a random free that read is a cache
+//! miss that would dominate the cost of the call). Freeing the head of its class list
+//! again is caught at once; any other double free puts one block on a list twice, and
+//! that is caught before the block can be handed out twice: `pop` finds the second copy
+//! without its tag, `give_back` checks every tag and that the list ends where its count
+//! says, the buddy refuses to free a free granule, and at exit the main thread's lists
+//! are checked.
+//!
+//! Thread-local state is one const-initialised pointer without a destructor, read with
+//! the initial-exec TLS model on x86-64 (`tls`); thread exit is handled by a
+//! `pthread_key_create` destructor registered at load time.
 
-use core::cell::Cell;
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::{AcqRel, Acquire, Relaxed}};
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::bitmap::{GRANULE, GRANULE_SHIFT};
 use crate::buddy::{Arena, CachedHeader};
-use crate::heap::{self, Heap, HEAP};
+use crate::heap::{Heap, HEAP};
 use crate::report::{self, Misuse};
+use crate::sys;
 
 pub const CLASSES: usize = crate::buddy::CACHEABLE_GRANULES;
 /// Bytes a class may hold before half of it goes back to the heap.
@@ -42,9 +52,9 @@ pub struct Counters {
     pub calloc: AtomicU64,
     pub memalign: AtomicU64,
     pub requested: AtomicU64,
-    /// Usable bytes of live blocks allocated minus freed by this thread.
+    /// Usable bytes of live blocks allocated minus freed by this thread. (Live blocks
+    /// are `malloc - free`: every allocation path counts in `malloc`.)
     pub in_use: AtomicI64,
-    pub live: AtomicI64,
 }
 
 #[inline]
@@ -70,7 +80,6 @@ impl Counters {
             bump(dst, src.load(Relaxed));
         }
         shift(&t.in_use, self.in_use.load(Relaxed));
-        shift(&t.live, self.live.load(Relaxed));
     }
 }
 
@@ -81,7 +90,8 @@ pub type Totals = Counters;
 pub struct ThreadCache {
     heads: [*mut CachedHeader; CLASSES + 1],
     counts: [u32; CLASSES + 1],
-    pub cached_granules: usize,
+    /// `tag(addr)` is `key ^ addr.rotate_left(29)` (the arena's cached tag).
+    key: u64,
     pub counters: Counters,
     next: *mut ThreadCache,
     prev: *mut ThreadCache,
@@ -105,7 +115,6 @@ pub static mut REGISTRY: Registry = Registry {
         memalign: AtomicU64::new(0),
         requested: AtomicU64::new(0),
         in_use: AtomicI64::new(0),
-        live: AtomicI64::new(0),
     },
 };
 
@@ -117,52 +126,123 @@ pub fn registry(_locked: &mut Heap) -> &'static mut Registry {
 
 const DEAD: *mut ThreadCache = 1 as *mut ThreadCache;
 
-thread_local! {
-    static CURRENT: Cell<*mut ThreadCache> = const { Cell::new(core::ptr::null_mut()) };
-}
-
-/// Blocks a class may hold.
-#[inline]
-fn class_limit(n: usize) -> u32 {
-    (CLASS_BYTES / (n * GRANULE)).clamp(8, 512) as u32
-}
+/// Blocks a class may hold: `CLASS_BYTES` worth, 8 to `MAX_LIMIT`.
+const MAX_LIMIT: usize = 512;
+const LIMITS: [u32; CLASSES + 1] = {
+    let mut l = [0u32; CLASSES + 1];
+    let mut n = 1;
+    while n <= CLASSES {
+        let k = CLASS_BYTES / (n * GRANULE);
+        l[n] = if k < 8 { 8 } else if k > MAX_LIMIT { MAX_LIMIT as u32 } else { k as u32 };
+        n += 1;
+    }
+    l
+};
 
 /// This thread's cache, created on first use; `None` while the thread is exiting.
-#[inline]
+#[inline(always)]
 pub fn current() -> Option<&'static mut ThreadCache> {
-    let p = CURRENT.with(|c| c.get());
+    let p = tls::get();
+    if p as usize > DEAD as usize {
+        // SAFETY: the pointer names this thread's live cache, used by this thread only.
+        return Some(unsafe { &mut *p });
+    }
     if p.is_null() {
         return create();
     }
-    if p == DEAD {
-        return None;
-    }
-    // SAFETY: the pointer names this thread's live cache, used by this thread only.
-    Some(unsafe { &mut *p })
+    None
 }
 
 /// This thread's counters, if it has a cache (without creating one).
 #[inline]
 pub fn counters() -> Option<&'static Counters> {
-    let p = CURRENT.with(|c| c.get());
-    if p.is_null() || p == DEAD {
-        None
-    } else {
+    let p = tls::get();
+    if p as usize > DEAD as usize {
         // SAFETY: as in current().
         Some(unsafe { &(*p).counters })
+    } else {
+        None
+    }
+}
+
+/// The thread's cache pointer. On x86-64 it is read with the initial-exec model (one
+/// `fs`-relative load, where the general-dynamic model of a Rust cdylib calls
+/// `__tls_get_addr`); the library is loaded at start-up (LD_PRELOAD or a link
+/// dependency), so its TLS block is part of the static TLS area.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod tls {
+    use super::ThreadCache;
+
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".hidden myalloc_thread_cache",
+        "myalloc_thread_cache:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    #[inline(always)]
+    pub fn get() -> *mut ThreadCache {
+        let p: *mut ThreadCache;
+        // SAFETY: reads this thread's 8-byte slot, zero (null) until set.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr [rip + myalloc_thread_cache@GOTTPOFF]",
+                "mov {p}, qword ptr fs:[{p}]",
+                p = out(reg) p,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        p
+    }
+
+    #[inline(always)]
+    pub fn set(v: *mut ThreadCache) {
+        // SAFETY: writes this thread's 8-byte slot.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + myalloc_thread_cache@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) v,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod tls {
+    use super::ThreadCache;
+    use core::cell::Cell;
+
+    thread_local! {
+        static CURRENT: Cell<*mut ThreadCache> = const { Cell::new(core::ptr::null_mut()) };
+    }
+
+    #[inline(always)]
+    pub fn get() -> *mut ThreadCache {
+        CURRENT.with(|c| c.get())
+    }
+
+    #[inline(always)]
+    pub fn set(v: *mut ThreadCache) {
+        CURRENT.with(|c| c.set(v))
     }
 }
 
 #[cold]
 fn create() -> Option<&'static mut ThreadCache> {
     // Mark first, so that anything called from here that allocates takes the slow path.
-    CURRENT.with(|c| c.set(DEAD));
+    tls::set(DEAD);
     let mut h = HEAP.lock();
     let addr = h.alloc(CACHE_GRANULES, 1)?;
     let tc = addr as *mut ThreadCache;
     // SAFETY: a fresh internal block of the right size; zero is a valid empty cache.
     unsafe {
         core::ptr::write_bytes(tc as *mut u8, 0, core::mem::size_of::<ThreadCache>());
+        (*tc).key = h.brk.cached_tag(0);
         let reg = registry(&mut h);
         (*tc).next = reg.head;
         if !reg.head.is_null() {
@@ -171,54 +251,62 @@ fn create() -> Option<&'static mut ThreadCache> {
         reg.head = tc;
     }
     drop(h);
-    CURRENT.with(|c| c.set(tc));
+    tls::set(tc);
     crate::init::register_thread_cache(tc as *mut core::ffi::c_void);
     // SAFETY: just created for this thread.
     Some(unsafe { &mut *tc })
 }
 
 impl ThreadCache {
-    /// Pops the most recently cached block of `n` granules and makes it live.
-    #[inline]
+    #[inline(always)]
+    fn tag(&self, addr: usize) -> u64 {
+        self.key ^ (addr as u64).rotate_left(29)
+    }
+
+    /// Pops the most recently cached block of `n` granules and makes it the user's.
+    #[inline(always)]
     pub fn pop(&mut self, n: usize) -> Option<usize> {
         let h = self.heads[n];
         if h.is_null() {
             return None;
         }
         let addr = h as usize;
-        let arena = heap::arena_of(addr)?;
-        // SAFETY: cached blocks belong to this cache; their header is ours.
+        // SAFETY: list nodes are blocks parked in this cache; their header is ours.
         let (tag, next) = unsafe { ((*h).tag, (*h).next) };
-        if tag != arena.cached_tag(addr) {
-            report::misuse("malloc", Misuse::Corruption, addr);
+        if tag != self.tag(addr) {
+            report::misuse("malloc", Misuse::FreedBlockChanged, addr);
         }
         // SAFETY: as above; clearing the tag makes the block the user's again.
         unsafe { (*h).tag = 0 };
         self.heads[n] = next;
         self.counts[n] -= 1;
-        self.cached_granules -= n;
         Some(addr)
     }
 
-    /// Parks the live block at `addr` (`n` granules). `seen` is the first word of the
-    /// block as the misuse check read it; if it changed since, another thread freed the
-    /// block concurrently.
-    #[inline]
-    pub fn push(&mut self, arena: &Arena, addr: usize, n: usize, seen: u64) {
+    /// Parks the live block at `addr` (`n` granules), writing but not reading it.
+    #[inline(always)]
+    pub fn push(&mut self, addr: usize, n: usize) {
         let h = addr as *mut CachedHeader;
-        // SAFETY: the block is live and owned by the caller; its first word is aligned.
-        let tag = unsafe { AtomicU64::from_ptr(h as *mut u64) };
-        if tag.compare_exchange(seen, arena.cached_tag(addr), AcqRel, Acquire).is_err() {
+        let head = self.heads[n];
+        if h == head {
             report::misuse("free", Misuse::DoubleFree, addr);
         }
-        // SAFETY: the block is now this cache's.
-        unsafe { (*h).next = self.heads[n] };
+        // SAFETY: the block is live and the caller's to give up; 16 bytes, aligned.
+        unsafe { h.write(CachedHeader { tag: self.tag(addr), next: head }) };
         self.heads[n] = h;
         self.counts[n] += 1;
-        self.cached_granules += n;
-        if self.counts[n] > class_limit(n) {
-            self.flush(n, class_limit(n) as usize / 2);
+        if self.counts[n] > LIMITS[n] {
+            self.flush(n, LIMITS[n] as usize / 2);
         }
+    }
+
+    /// Granules parked in this cache (read by statistics from any thread).
+    pub fn cached_granules(&self) -> usize {
+        (1..=CLASSES)
+            // SAFETY: counts are plain words owned by one thread; a torn total is fine
+            // for statistics.
+            .map(|n| unsafe { core::ptr::read_volatile(&self.counts[n]) } as usize * n)
+            .sum()
     }
 
     /// Takes several blocks of `n` granules from the heap in one lock hold; returns one
@@ -227,20 +315,17 @@ impl ThreadCache {
     pub fn refill(&mut self, n: usize) -> Option<usize> {
         let want = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16);
         let mut got = [0usize; 16];
-        let k = HEAP.lock().alloc_batch(n, &mut got[..want]);
+        let k = sys::keep_errno(|| HEAP.lock().alloc_batch(n, &mut got[..want]));
         if k == 0 {
             return None;
         }
         // Cache the later ones in reverse, so the lowest addresses are handed out first.
-        for i in (1..k).rev() {
-            let addr = got[i];
-            let arena = heap::arena_of(addr)?;
+        for &addr in got[1..k].iter().rev() {
             let h = addr as *mut CachedHeader;
             // SAFETY: a live block just allocated for this cache.
-            unsafe { h.write(CachedHeader { tag: arena.cached_tag(addr), next: self.heads[n] }) };
+            unsafe { h.write(CachedHeader { tag: self.tag(addr), next: self.heads[n] }) };
             self.heads[n] = h;
             self.counts[n] += 1;
-            self.cached_granules += n;
         }
         Some(got[0])
     }
@@ -253,15 +338,18 @@ impl ThreadCache {
             for n in 1..=CLASSES {
                 let mut link: *mut *mut CachedHeader = &mut self.heads[n];
                 // SAFETY: the lists hold this cache's blocks; `link` points at the head
-                // slot or at a node's `next` field.
+                // slot or at a node's `next` field; the walk is bounded by the count.
                 unsafe {
-                    while !(*link).is_null() {
+                    for _ in 0..self.counts[n] {
                         let b = *link;
                         let addr = b as usize;
                         if arena.contains(addr) && arena.granule_of(addr) + n == hi {
+                            if (*b).tag != self.tag(addr) {
+                                report::misuse("free", Misuse::FreedBlockChanged, addr);
+                            }
                             *link = (*b).next;
+                            (*b).tag = 0;
                             self.counts[n] -= 1;
-                            self.cached_granules -= n;
                             HEAP.lock().free_block_at(addr, n);
                             continue 'again;
                         }
@@ -274,47 +362,111 @@ impl ThreadCache {
     }
 
     /// Returns the blocks of class `n` beyond the `keep` most recent to the heap.
+    #[cold]
     pub fn flush(&mut self, n: usize, keep: usize) {
-        let mut prev: *mut CachedHeader = core::ptr::null_mut();
-        let mut cur = self.heads[n];
-        for _ in 0..keep {
-            if cur.is_null() {
-                return;
-            }
-            prev = cur;
-            // SAFETY: list nodes are cached blocks owned by this cache.
-            cur = unsafe { (*cur).next };
+        let count = self.counts[n] as usize;
+        if count <= keep {
+            return;
         }
-        if prev.is_null() {
+        let mut cur = self.heads[n];
+        if keep == 0 {
             self.heads[n] = core::ptr::null_mut();
         } else {
+            let mut last = cur;
+            for _ in 1..keep {
+                // SAFETY: list nodes are cached blocks owned by this cache; the first
+                // `count` links are non-null.
+                last = unsafe { (*last).next };
+            }
             // SAFETY: as above.
-            unsafe { (*prev).next = core::ptr::null_mut() };
+            unsafe {
+                cur = (*last).next;
+                (*last).next = core::ptr::null_mut();
+            }
         }
-        let given = give_back(&mut HEAP.lock(), n, cur);
-        self.counts[n] -= given as u32;
-        self.cached_granules -= given * n;
+        self.counts[n] = keep as u32;
+        let key = self.key;
+        sys::keep_errno(|| give_back(&mut HEAP.lock(), key, n, cur, count - keep, true));
     }
 
+    /// Checks every list of this cache: each node tagged, each list as long as its
+    /// count. A block freed twice and not reused since is found here at exit.
+    pub fn verify(&self) {
+        let mut seen = [0usize; MAX_LIMIT + 1];
+        for n in 1..=CLASSES {
+            let mut cur = self.heads[n];
+            let count = core::cmp::min(self.counts[n] as usize, MAX_LIMIT + 1);
+            for slot in seen[..count].iter_mut() {
+                if cur.is_null() {
+                    report::internal("thread cache list shorter than its count");
+                }
+                *slot = cur as usize;
+                // SAFETY: list nodes are cached blocks of this cache.
+                unsafe {
+                    if (*cur).tag != self.tag(cur as usize) {
+                        report::misuse("free", Misuse::FreedBlockChanged, cur as usize);
+                    }
+                    cur = (*cur).next;
+                }
+            }
+            if !cur.is_null() {
+                // A block pushed twice made the list a cycle: name the block.
+                let nodes = &mut seen[..count];
+                nodes.sort_unstable();
+                let twice = nodes.windows(2).find(|w| w[0] == w[1]).map_or(cur as usize, |w| w[0]);
+                report::misuse("free", Misuse::DoubleFree, twice);
+            }
+        }
+    }
 }
 
-/// Gives the list of cached blocks of `n` granules that starts at `cur` back to the
-/// heap, in address order, adjacent blocks as one range: blocks freed together were
-/// often allocated together, and one release of a range costs the buddy far less than
-/// one per block. Returns how many blocks. Call with the lock held.
-fn give_back(h: &mut Heap, n: usize, mut cur: *mut CachedHeader) -> usize {
+/// At exit: checks the calling thread's cache, if it has one (see `verify`).
+pub fn verify_current() {
+    let p = tls::get();
+    if p as usize > DEAD as usize {
+        // SAFETY: this thread's live cache.
+        unsafe { (*p).verify() };
+    }
+}
+
+/// Gives the `count` cached blocks of `n` granules listed from `cur` back to the heap,
+/// in address order, adjacent blocks as one range: blocks freed together were often
+/// allocated together, and one release of a range costs the buddy far less than one per
+/// block. Every block's tag is checked and cleared; a list longer than its count means a
+/// block was freed twice. Not `strict` (the caches of threads that did not survive a
+/// fork, which may have stopped in the middle of a push or pop) a block without its tag
+/// is left alone instead of reported. Call with the lock held.
+fn give_back(h: &mut Heap, key: u64, n: usize, mut cur: *mut CachedHeader, count: usize, strict: bool) {
     let mut batch = [0usize; FLUSH_BATCH];
-    let mut given = 0;
-    while !cur.is_null() {
+    let mut left = count;
+    while left > 0 {
         let mut k = 0;
-        while k < FLUSH_BATCH && !cur.is_null() {
-            batch[k] = cur as usize;
+        while k < FLUSH_BATCH && left > 0 {
+            let addr = cur as usize;
+            if cur.is_null() {
+                if !strict {
+                    left = 0;
+                    break;
+                }
+                report::internal("thread cache list shorter than its count");
+            }
+            left -= 1;
             // SAFETY: list nodes are cached blocks of the list's owner; read the link
             // before the buddy reuses the header.
-            cur = unsafe { (*cur).next };
+            unsafe {
+                let tagged = (*cur).tag == key ^ (addr as u64).rotate_left(29);
+                cur = (*cur).next;
+                if !tagged {
+                    if strict {
+                        report::misuse("free", Misuse::FreedBlockChanged, addr);
+                    }
+                    continue;
+                }
+                (*(addr as *mut CachedHeader)).tag = 0;
+            }
+            batch[k] = addr;
             k += 1;
         }
-        given += k;
         let blocks = &mut batch[..k];
         blocks.sort_unstable();
         let bytes = n * GRANULE;
@@ -324,22 +476,29 @@ fn give_back(h: &mut Heap, n: usize, mut cur: *mut CachedHeader) -> usize {
             while j < k && blocks[j] == blocks[j - 1] + bytes {
                 j += 1;
             }
+            if j < k && blocks[j] == blocks[j - 1] {
+                report::misuse("free", Misuse::DoubleFree, blocks[j]);
+            }
             // A range never spans two arenas: each arena ends at its top, which is free.
             h.free_block_at(blocks[i], n * (j - i));
             i = j;
         }
     }
-    given
+    if strict && !cur.is_null() {
+        report::misuse("free", Misuse::DoubleFree, cur as usize);
+    }
 }
 
 /// Returns every block of the cache `tc` to the heap, removes it from the registry
 /// (keeping its counters) and frees it. Call with the lock held.
 ///
+/// `strict` as for `give_back`.
+///
 /// # Safety
 /// `tc` must be a registered cache that no thread uses any more.
-unsafe fn dispose(h: &mut Heap, tc: *mut ThreadCache) {
+unsafe fn dispose(h: &mut Heap, tc: *mut ThreadCache, strict: bool) {
     for n in 1..=CLASSES {
-        give_back(h, n, (*tc).heads[n]);
+        give_back(h, (*tc).key, n, (*tc).heads[n], (*tc).counts[n] as usize, strict);
     }
     unlink(h, tc);
     h.free_block_at(tc as usize, CACHE_GRANULES);
@@ -353,8 +512,8 @@ pub unsafe fn retire(tc: *mut ThreadCache) {
     if tc.is_null() || tc == DEAD {
         return;
     }
-    CURRENT.with(|c| c.set(DEAD));
-    dispose(&mut HEAP.lock(), tc);
+    tls::set(DEAD);
+    dispose(&mut HEAP.lock(), tc, true);
 }
 
 /// Removes `tc` from the registry, folding its counters into the retired totals.
@@ -378,14 +537,14 @@ fn unlink(h: &mut Heap, tc: *mut ThreadCache) {
 /// threads are reclaimed (their blocks go back to the heap). Call with the lock held
 /// and the registry consistent.
 pub fn reclaim_after_fork(h: &mut Heap) {
-    let me = CURRENT.with(|c| c.get());
+    let me = tls::get();
     let mut cur = registry(h).head;
     while !cur.is_null() {
         // SAFETY: registry nodes are live caches; only this thread exists now.
         let next = unsafe { (*cur).next };
         if cur != me {
             // SAFETY: its thread did not survive the fork.
-            unsafe { dispose(h, cur) };
+            unsafe { dispose(h, cur, false) };
         }
         cur = next;
     }
@@ -401,7 +560,7 @@ pub fn totals(h: &mut Heap, out: &Totals) -> usize {
         // SAFETY: registry nodes are live caches; counters are atomics.
         unsafe {
             (*cur).counters.add_into(out);
-            cached += core::ptr::read_volatile(&(*cur).cached_granules) << GRANULE_SHIFT;
+            cached += (*cur).cached_granules() << GRANULE_SHIFT;
             cur = (*cur).next;
         }
     }

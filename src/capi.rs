@@ -29,9 +29,7 @@ pub extern "C" fn free(p: Ptr) {
     if p.is_null() {
         return;
     }
-    let saved = sys::errno();
     alloc::free(p as *mut u8);
-    sys::set_errno(saved);
 }
 
 #[no_mangle]

@@ -87,8 +87,10 @@ pub extern "C" fn on_load() {
     }
 }
 
-/// Runs at exit: the statistics report, if asked for.
+/// Runs at exit: checks the exiting thread's cache for double frees, then the
+/// statistics report, if asked for.
 pub extern "C" fn on_exit() {
+    cache::verify_current();
     // SAFETY: STATS_FILE is written once at load time.
     let path = unsafe { &*core::ptr::addr_of!(STATS_FILE) };
     let want_file = path[0] != 0;

@@ -75,7 +75,9 @@ pub enum Misuse {
     UseAfterFree,
     InteriorPointer,
     InvalidPointer,
-    Corruption,
+    /// Found when a cached block is reused or returned: its tag is gone, so it was freed
+    /// twice (and handed out once since) or written to after it was freed.
+    FreedBlockChanged,
 }
 
 impl Misuse {
@@ -85,7 +87,7 @@ impl Misuse {
             Misuse::UseAfterFree => "use after free: block already freed at ",
             Misuse::InteriorPointer => "interior pointer ",
             Misuse::InvalidPointer => "invalid pointer ",
-            Misuse::Corruption => "heap corruption detected at ",
+            Misuse::FreedBlockChanged => "double free or write after free of ",
         }
     }
 }

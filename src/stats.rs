@@ -28,7 +28,7 @@ pub fn gather() -> MyallocStats {
         held_bytes_peak: h.held_peak.max(h.held_bytes()) as u64,
         in_use_bytes: totals.in_use.load(Relaxed).max(0) as u64,
         in_use_bytes_peak: h.reserved_peak.max(h.reserved_bytes()) as u64,
-        live_blocks: totals.live.load(Relaxed).max(0) as u64,
+        live_blocks: totals.malloc.load(Relaxed).saturating_sub(totals.free.load(Relaxed)),
         malloc_calls: totals.malloc.load(Relaxed),
         free_calls: totals.free.load(Relaxed),
         realloc_calls: totals.realloc.load(Relaxed),

@@ -115,6 +115,16 @@ pub fn set_errno(e: i32) {
     unsafe { *libc::__errno_location() = e };
 }
 
+/// Runs `f` and puts `errno` back as it was: for paths that may make system calls on
+/// behalf of a function that must not change errno (`free`).
+#[inline]
+pub fn keep_errno<R>(f: impl FnOnce() -> R) -> R {
+    let saved = errno();
+    let r = f();
+    set_errno(saved);
+    r
+}
+
 /// Ends the process with SIGABRT.
 pub fn abort() -> ! {
     // SAFETY: abort has no preconditions and does not return.

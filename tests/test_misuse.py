@@ -18,6 +18,8 @@ CASES = [
     ("double_free",          "double free",       "free"),
     ("double_free_large",    "double free",       "free"),
     ("double_free_thread",   "double free",       "free"),
+    ("double_free_later",    "double free",       "free"),
+    ("double_free_reused",   "double free",       "malloc"),
     ("interior16",           "interior pointer",  "free"),
     ("interior8",            "interior pointer",  "free"),
     ("stack",                "invalid pointer",   "free"),

@@ -10,6 +10,10 @@
  *   double_free           free() twice, 64-byte block
  *   double_free_large     free() twice, 1 MiB block
  *   double_free_thread    free() twice, done in a second thread
+ *   double_free_later     free(p), free(q), free(p) of 64-byte blocks, then exit:
+ *                         found by the check of the thread cache at exit
+ *   double_free_reused    the same, then three malloc(64): found before p is
+ *                         handed out a second time
  *   interior16/interior8  free(p + 16) / free(p + 8) of a live 64-byte block
  *   stack                 free() of a stack address
  *   wild                  free((void *)0x12345670)
@@ -51,6 +55,20 @@ int main(int argc, char **argv)
         announce(p);
         free(p);
         free(p);
+    } else if (!strcmp(w, "double_free_later") || !strcmp(w, "double_free_reused")) {
+        char *p = malloc(64), *q = malloc(64);
+        memset(p, 1, 64);
+        memset(q, 1, 64);
+        announce(p);
+        free(p);
+        free(q);
+        free(p);
+        if (!strcmp(w, "double_free_reused")) {
+            char *a = malloc(64), *b = malloc(64), *c = malloc(64);
+            printf("reused %p %p %p\n", (void *)a, (void *)b, (void *)c);
+        }
+        fflush(stdout);
+        return 0;
     } else if (!strcmp(w, "double_free_thread")) {
         pthread_t t;
         pthread_create(&t, NULL, thread_double_free, NULL);
