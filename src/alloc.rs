@@ -8,7 +8,7 @@ use core::ptr;
 
 use crate::bitmap::{Plane, GRANULE, GRANULE_SHIFT, MAX_ORDER};
 use crate::buddy::Arena;
-use crate::cache::{self, bump, shift, ThreadCache, CLASSES};
+use crate::cache::{self, bump, shift, ThreadCache, CLASSES, MID_MAX_GRANULES};
 use crate::heap::{self, HEAP};
 use crate::report::{self, Misuse};
 use crate::sys;
@@ -64,6 +64,14 @@ pub fn malloc(size: usize) -> *mut u8 {
 #[cold]
 fn malloc_locked(size: usize) -> *mut u8 {
     let Some(n) = granules(size) else { return ptr::null_mut() };
+    if n <= MID_MAX_GRANULES {
+        if let Some(tc) = cache::current() {
+            if let Some((a, m)) = tc.pop_mid(n) {
+                count_alloc(Some(tc), size, m);
+                return a as *mut u8;
+            }
+        }
+    }
     let got = HEAP.lock().alloc(n, 1);
     match got {
         Some(a) => {
@@ -143,6 +151,10 @@ pub fn free(p: *mut u8) {
                 count_free(Some(&mut *tc), n);
                 tc.push(addr, n);
                 return;
+            }
+            if n > CLASSES && n <= MID_MAX_GRANULES {
+                count_free(Some(&mut *tc), n);
+                return tc.push_mid(addr, n);
             }
         }
     }

@@ -1098,7 +1098,14 @@ impl Arena {
         self.dirty_bytes = 0;
         let mut released = 0;
         let chunks = self.top().div_ceil(CHUNK_GRANULES);
+        // Only blocks of two pages or more are worth releasing (the page holding the
+        // header stays): chunks without one are skipped without touching their bitmaps.
+        let min_order = min_order.max(8);
+        let worth = u32::MAX << min_order;
         for c in 0..chunks {
+            if self.dir(c).mask & worth == 0 {
+                continue;
+            }
             let Some(m) = self.meta(c) else { continue };
             if m.dirty.swap(0, Relaxed) == 0 {
                 continue;
@@ -1112,8 +1119,8 @@ impl Arena {
                 let g = (c << CHUNK_SHIFT) + i;
                 from = i + 1;
                 let Some(k) = self.free_block_order(g) else { continue };
-                if k < min_order.max(8) {
-                    continue; // too small to be worth it (two pages at the very least)
+                if k < min_order {
+                    continue;
                 }
                 // Keep the page holding the header.
                 let lo = (self.addr(g) + GRANULE + sys::PAGE - 1) & !(sys::PAGE - 1);

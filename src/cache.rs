@@ -92,6 +92,13 @@ pub struct ThreadCache {
     counts: [u32; CLASSES + 1],
     /// `tag(addr)` is `key ^ addr.rotate_left(29)` (the arena's cached tag).
     key: u64,
+    /// Recently freed mid-size blocks (more than 1 KiB, up to 64 KiB), oldest first:
+    /// `mid[..mid_len]` with their lengths in `mid_n`, `mid_granules` in all. Tagged like
+    /// the small blocks; no address twice.
+    mid: [usize; MID_SLOTS],
+    mid_n: [u32; MID_SLOTS],
+    mid_len: usize,
+    mid_granules: usize,
     pub counters: Counters,
     next: *mut ThreadCache,
     prev: *mut ThreadCache,
@@ -125,6 +132,13 @@ pub fn registry(_locked: &mut Heap) -> &'static mut Registry {
 }
 
 const DEAD: *mut ThreadCache = 1 as *mut ThreadCache;
+
+/// Mid-size blocks: a few recently freed ones are kept for the next request of about
+/// their size (programs that free and allocate one buffer over and over, such as a
+/// parser's stack, would otherwise split and merge buddy blocks each time).
+pub const MID_MAX_GRANULES: usize = 4096;
+const MID_SLOTS: usize = 8;
+const MID_MAX_CACHED: usize = (256 << 10) / GRANULE;
 
 /// Blocks a class may hold: `CLASS_BYTES` worth, 8 to `MAX_LIMIT`.
 const MAX_LIMIT: usize = 512;
@@ -300,13 +314,72 @@ impl ThreadCache {
         }
     }
 
+    /// A cached mid-size block of `n` to `n + n/8` granules (the newest such), made the
+    /// user's; returns its address and length.
+    #[inline]
+    pub fn pop_mid(&mut self, n: usize) -> Option<(usize, usize)> {
+        let len = self.mid_len;
+        let i = (0..len).rev().find(|&i| {
+            let m = self.mid_n[i] as usize;
+            m >= n && m <= n + n / 8
+        })?;
+        let (addr, m) = (self.mid[i], self.mid_n[i] as usize);
+        // SAFETY: a block parked in this cache; its header is ours.
+        unsafe {
+            let h = addr as *mut CachedHeader;
+            if (*h).tag != self.tag(addr) {
+                report::misuse("malloc", Misuse::FreedBlockChanged, addr);
+            }
+            (*h).tag = 0;
+        }
+        self.mid.copy_within(i + 1..len, i);
+        self.mid_n.copy_within(i + 1..len, i);
+        self.mid_len = len - 1;
+        self.mid_granules -= m;
+        Some((addr, m))
+    }
+
+    /// Parks the live mid-size block at `addr` (`n` granules), returning the oldest ones
+    /// to the heap when the slots or the byte budget are full.
+    pub fn push_mid(&mut self, addr: usize, n: usize) {
+        if self.mid[..self.mid_len].contains(&addr) {
+            report::misuse("free", Misuse::DoubleFree, addr);
+        }
+        while self.mid_len == MID_SLOTS || (self.mid_len > 0 && self.mid_granules + n > MID_MAX_CACHED) {
+            self.evict_mid(0);
+        }
+        let h = addr as *mut CachedHeader;
+        // SAFETY: the block is live and the caller's to give up.
+        unsafe { h.write(CachedHeader { tag: self.tag(addr), next: core::ptr::null_mut() }) };
+        self.mid[self.mid_len] = addr;
+        self.mid_n[self.mid_len] = n as u32;
+        self.mid_len += 1;
+        self.mid_granules += n;
+    }
+
+    /// Returns mid-size entry `i` to the heap.
+    #[cold]
+    fn evict_mid(&mut self, i: usize) {
+        let (addr, n) = (self.mid[i], self.mid_n[i] as usize);
+        let len = self.mid_len;
+        self.mid.copy_within(i + 1..len, i);
+        self.mid_n.copy_within(i + 1..len, i);
+        self.mid_len = len - 1;
+        self.mid_granules -= n;
+        // SAFETY: a block parked in this cache.
+        unsafe { (*(addr as *mut CachedHeader)).tag = 0 };
+        sys::keep_errno(|| HEAP.lock().free_block_at(addr, n));
+    }
+
     /// Granules parked in this cache (read by statistics from any thread).
     pub fn cached_granules(&self) -> usize {
         (1..=CLASSES)
             // SAFETY: counts are plain words owned by one thread; a torn total is fine
             // for statistics.
             .map(|n| unsafe { core::ptr::read_volatile(&self.counts[n]) } as usize * n)
-            .sum()
+            .sum::<usize>()
+            // SAFETY: as above.
+            + unsafe { core::ptr::read_volatile(&self.mid_granules) }
     }
 
     /// Takes several blocks of `n` granules from the heap in one lock hold; returns one
@@ -335,6 +408,13 @@ impl ThreadCache {
     pub fn release_below_free_tail(&mut self, arena: &Arena) {
         'again: loop {
             let hi = arena.hi_live();
+            for i in 0..self.mid_len {
+                let addr = self.mid[i];
+                if arena.contains(addr) && arena.granule_of(addr) + self.mid_n[i] as usize == hi {
+                    self.evict_mid(i);
+                    continue 'again;
+                }
+            }
             for n in 1..=CLASSES {
                 let mut link: *mut *mut CachedHeader = &mut self.heads[n];
                 // SAFETY: the lists hold this cache's blocks; `link` points at the head
@@ -392,6 +472,12 @@ impl ThreadCache {
     /// Checks every list of this cache: each node tagged, each list as long as its
     /// count. A block freed twice and not reused since is found here at exit.
     pub fn verify(&self) {
+        for &addr in &self.mid[..self.mid_len] {
+            // SAFETY: a block parked in this cache.
+            if unsafe { (*(addr as *const CachedHeader)).tag } != self.tag(addr) {
+                report::misuse("free", Misuse::FreedBlockChanged, addr);
+            }
+        }
         let mut seen = [0usize; MAX_LIMIT + 1];
         for n in 1..=CLASSES {
             let mut cur = self.heads[n];
@@ -499,6 +585,16 @@ fn give_back(h: &mut Heap, key: u64, n: usize, mut cur: *mut CachedHeader, count
 unsafe fn dispose(h: &mut Heap, tc: *mut ThreadCache, strict: bool) {
     for n in 1..=CLASSES {
         give_back(h, (*tc).key, n, (*tc).heads[n], (*tc).counts[n] as usize, strict);
+    }
+    for i in 0..(*tc).mid_len.min(MID_SLOTS) {
+        let addr = (*tc).mid[i];
+        let header = addr as *mut CachedHeader;
+        if (*header).tag == (*tc).key ^ (addr as u64).rotate_left(29) {
+            (*header).tag = 0;
+            h.free_block_at(addr, (*tc).mid_n[i] as usize);
+        } else if strict {
+            report::misuse("free", Misuse::FreedBlockChanged, addr);
+        }
     }
     unlink(h, tc);
     h.free_block_at(tc as usize, CACHE_GRANULES);
