@@ -176,6 +176,7 @@ fn free_slow(p: *mut u8) {
             // The highest live block, with enough free or cached memory below it that
             // the break can come down: free it for real, then the cached blocks below.
             free_locked(b.addr, b.n, "free");
+            cache::drain_transfer(&mut HEAP.lock());
             tc.release_below_free_tail(b.arena);
             return;
         }

@@ -110,6 +110,17 @@ const CACHE_GRANULES: usize = core::mem::size_of::<ThreadCache>().div_ceil(GRANU
 pub struct Registry {
     pub head: *mut ThreadCache,
     pub retired: Totals,
+    /// Per class, blocks one thread's cache overflowed with, kept whole for the next
+    /// thread whose cache of that class runs dry (a producer/consumer pair passes its
+    /// blocks through here instead of through the buddy). A list like a cache's: tagged
+    /// blocks, `count` long, at most `LIMITS[n]` blocks.
+    pub transfer: [Transfer; CLASSES + 1],
+}
+
+#[derive(Clone, Copy)]
+pub struct Transfer {
+    head: *mut CachedHeader,
+    count: usize,
 }
 
 pub static mut REGISTRY: Registry = Registry {
@@ -123,6 +134,7 @@ pub static mut REGISTRY: Registry = Registry {
         requested: AtomicU64::new(0),
         in_use: AtomicI64::new(0),
     },
+    transfer: [Transfer { head: core::ptr::null_mut(), count: 0 }; CLASSES + 1],
 };
 
 /// Registry access; the caller must hold the heap lock.
@@ -386,6 +398,19 @@ impl ThreadCache {
     /// and caches the others.
     #[cold]
     pub fn refill(&mut self, n: usize) -> Option<usize> {
+        let taken = sys::keep_errno(|| {
+            let mut h = HEAP.lock();
+            let t = &mut registry(&mut h).transfer[n];
+            let taken = *t;
+            *t = Transfer { head: core::ptr::null_mut(), count: 0 };
+            taken
+        });
+        if taken.count > 0 {
+            // The list of class n is empty (pop failed): the transfer list becomes it.
+            self.heads[n] = taken.head;
+            self.counts[n] = taken.count as u32;
+            return self.pop(n);
+        }
         let want = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16);
         let mut got = [0usize; 16];
         let k = sys::keep_errno(|| HEAP.lock().alloc_batch(n, &mut got[..want]));
@@ -441,32 +466,42 @@ impl ThreadCache {
         }
     }
 
-    /// Returns the blocks of class `n` beyond the `keep` most recent to the heap.
+    /// Trims class `n` to its `keep` oldest blocks. The newer ones (just written, so the
+    /// walk to detach them is cheap) go to the transfer list of the class, or back to
+    /// the heap when that is full.
     #[cold]
     pub fn flush(&mut self, n: usize, keep: usize) {
         let count = self.counts[n] as usize;
         if count <= keep {
             return;
         }
-        let mut cur = self.heads[n];
-        if keep == 0 {
-            self.heads[n] = core::ptr::null_mut();
-        } else {
-            let mut last = cur;
-            for _ in 1..keep {
-                // SAFETY: list nodes are cached blocks owned by this cache; the first
-                // `count` links are non-null.
-                last = unsafe { (*last).next };
-            }
-            // SAFETY: as above.
-            unsafe {
-                cur = (*last).next;
-                (*last).next = core::ptr::null_mut();
-            }
+        let moved = count - keep;
+        let first = self.heads[n];
+        let mut last = first;
+        for _ in 1..moved {
+            // SAFETY: list nodes are cached blocks owned by this cache; the first
+            // `count` links are non-null.
+            last = unsafe { (*last).next };
+        }
+        // SAFETY: as above.
+        unsafe {
+            self.heads[n] = (*last).next;
+            (*last).next = core::ptr::null_mut();
         }
         self.counts[n] = keep as u32;
         let key = self.key;
-        sys::keep_errno(|| give_back(&mut HEAP.lock(), key, n, cur, count - keep, true));
+        sys::keep_errno(|| {
+            let mut h = HEAP.lock();
+            let t = &mut registry(&mut h).transfer[n];
+            if t.count + moved <= LIMITS[n] as usize {
+                // SAFETY: `last` ends the detached list, which is ours.
+                unsafe { (*last).next = t.head };
+                t.head = first;
+                t.count += moved;
+            } else {
+                give_back(&mut h, key, n, first, moved, true);
+            }
+        });
     }
 
     /// Checks every list of this cache: each node tagged, each list as long as its
@@ -660,5 +695,19 @@ pub fn totals(h: &mut Heap, out: &Totals) -> usize {
             cur = (*cur).next;
         }
     }
+    for (n, t) in reg.transfer.iter().enumerate() {
+        cached += (t.count * n) << GRANULE_SHIFT;
+    }
     cached
+}
+
+/// Returns every block of the transfer lists to the heap (before trimming: they may
+/// hold the top up). Call with the lock held.
+pub fn drain_transfer(h: &mut Heap) {
+    let key = h.brk.cached_tag(0);
+    for n in 1..=CLASSES {
+        let t = registry(h).transfer[n];
+        registry(h).transfer[n] = Transfer { head: core::ptr::null_mut(), count: 0 };
+        give_back(h, key, n, t.head, t.count, true);
+    }
 }

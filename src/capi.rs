@@ -123,7 +123,11 @@ pub extern "C" fn malloc_usable_size(p: Ptr) -> usize {
 #[no_mangle]
 pub extern "C" fn malloc_trim(pad: usize) -> c_int {
     let saved = sys::errno();
-    let released = HEAP.lock().trim_all(pad);
+    let released = {
+        let mut h = HEAP.lock();
+        crate::cache::drain_transfer(&mut h);
+        h.trim_all(pad)
+    };
     sys::set_errno(saved);
     released as c_int
 }
