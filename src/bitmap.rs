@@ -32,8 +32,9 @@ pub const MAX_ORDER: usize = 31;
 
 #[repr(C)]
 pub struct ChunkMeta {
-    pub alloc: [AtomicU64; WORDS],
-    pub start: [AtomicU64; WORDS],
+    /// Word `w` of both planes side by side (`[alloc, start]`), so that one cache line
+    /// answers "is a block live here, and where does it end" for a free.
+    pub bits: [[AtomicU64; 2]; WORDS],
     /// Buddy-free blocks of each order that start in this chunk. Changed under the arena
     /// lock (atomics only so that shared references suffice; relaxed plain stores).
     pub free_count: [AtomicU16; MAX_ORDER + 1],
@@ -59,8 +60,8 @@ pub fn span_mask(lo: usize, hi: usize) -> u64 {
 /// Which bitmap of a chunk.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Plane {
-    Alloc,
-    Start,
+    Alloc = 0,
+    Start = 1,
 }
 
 impl ChunkMeta {
@@ -74,32 +75,39 @@ impl ChunkMeta {
         v
     }
 
+    /// Word `w` (granules `64w .. 64w+63`) of one plane.
     #[inline]
-    pub fn plane(&self, plane: Plane) -> &[AtomicU64; WORDS] {
-        match plane {
-            Plane::Alloc => &self.alloc,
-            Plane::Start => &self.start,
-        }
+    pub fn word(&self, plane: Plane, w: usize) -> &AtomicU64 {
+        &self.bits[w][plane as usize]
+    }
+
+    #[inline]
+    pub fn alloc_word(&self, w: usize) -> u64 {
+        self.bits[w][Plane::Alloc as usize].load(Acquire)
+    }
+
+    #[inline]
+    pub fn start_word(&self, w: usize) -> u64 {
+        self.bits[w][Plane::Start as usize].load(Acquire)
     }
 
     #[inline]
     pub fn test(&self, plane: Plane, g: usize) -> bool {
-        (self.plane(plane)[g >> 6].load(Relaxed) >> (g & 63)) & 1 != 0
+        (self.word(plane, g >> 6).load(Relaxed) >> (g & 63)) & 1 != 0
     }
 
     /// Sets (`on`) or clears the bits `[lo, hi)` of one plane within this chunk and
     /// returns how many of them were already in the requested state. The caller holds
     /// the arena lock (the only writer).
     pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
-        let words = self.plane(plane);
         let mut already = 0;
         let mut g = lo;
         while g < hi {
             let w = g >> 6;
             let end = core::cmp::min(hi, (w + 1) << 6);
             let mask = span_mask(g & 63, end - (w << 6));
-            let old = words[w].load(Relaxed);
-            words[w].store(if on { old | mask } else { old & !mask }, Release);
+            let old = self.word(plane, w).load(Relaxed);
+            self.word(plane, w).store(if on { old | mask } else { old & !mask }, Release);
             let same = if on { old & mask } else { !old & mask };
             already += same.count_ones() as usize;
             g = end;
@@ -113,7 +121,7 @@ impl ChunkMeta {
         let mut w = from >> 6;
         let mut skip = span_mask(0, from & 63);
         while w < WORDS {
-            let stop = (self.start[w].load(Acquire) | !self.alloc[w].load(Acquire)) & !skip;
+            let stop = (self.start_word(w) | !self.alloc_word(w)) & !skip;
             if stop != 0 {
                 return Some((w << 6) + stop.trailing_zeros() as usize);
             }
@@ -146,7 +154,7 @@ impl ChunkMeta {
         }
         let mut skip = if (w << 6) < from { span_mask(0, from & 63) } else { 0 };
         while w < WORDS {
-            let cand = self.start[w].load(Acquire) & !self.alloc[w].load(Acquire) & pattern & !skip;
+            let cand = self.start_word(w) & !self.alloc_word(w) & pattern & !skip;
             if cand != 0 {
                 return Some((w << 6) + cand.trailing_zeros() as usize);
             }
@@ -167,7 +175,7 @@ impl ChunkMeta {
             if w == from >> 6 {
                 valid &= !span_mask(0, from & 63);
             }
-            let free = !self.alloc[w].load(Acquire) & valid;
+            let free = !self.alloc_word(w) & valid;
             if free == u64::MAX {
                 if run_len == 0 {
                     run_start = w << 6;
@@ -207,11 +215,10 @@ impl ChunkMeta {
 
     /// Lowest granule in `[from, limit)` whose bit in `plane` is set.
     pub fn first_set_from(&self, plane: Plane, from: usize, limit: usize) -> Option<usize> {
-        let words = self.plane(plane);
         let mut w = from >> 6;
         let mut skip = span_mask(0, from & 63);
         while w << 6 < limit {
-            let bits = words[w].load(Acquire) & !skip;
+            let bits = self.word(plane, w).load(Acquire) & !skip;
             if bits != 0 {
                 let i = (w << 6) + bits.trailing_zeros() as usize;
                 return (i < limit).then_some(i);
@@ -227,11 +234,10 @@ impl ChunkMeta {
         if below == 0 {
             return None;
         }
-        let words = self.plane(plane);
         let mut w = (below - 1) >> 6;
         let mut keep = span_mask(0, below - (w << 6));
         loop {
-            let bits = words[w].load(Acquire) & keep;
+            let bits = self.word(plane, w).load(Acquire) & keep;
             if bits != 0 {
                 return Some((w << 6) + 63 - bits.leading_zeros() as usize);
             }

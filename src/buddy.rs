@@ -330,14 +330,14 @@ impl Arena {
     /// otherwise `Err(inside)`, `inside` saying whether `addr` lies within a live block.
     /// Reads the two bitmap words of the granule once; a block that ends in the same
     /// word (every block of up to 64 granules that does not cross one) costs nothing more.
-    #[inline]
+    #[inline(always)]
     pub fn live_block_at(&self, addr: usize) -> Result<(usize, usize), bool> {
         let g = self.granule_of(addr);
         let Some(m) = self.meta(g >> CHUNK_SHIFT) else { return Err(false) };
         let w = (g & (CHUNK_GRANULES - 1)) >> 6;
         let b = g & 63;
-        let alloc = m.alloc[w].load(Acquire);
-        let start = m.start[w].load(Acquire);
+        let alloc = m.alloc_word(w);
+        let start = m.start_word(w);
         let live = (alloc >> b) & 1 != 0;
         if !live || (start >> b) & 1 == 0 || addr & (GRANULE - 1) != 0 {
             return Err(live);
@@ -351,6 +351,7 @@ impl Arena {
     }
 
     /// End of the live block that starts at `g` (which must be a live start).
+    #[inline(never)]
     pub fn live_end(&self, g: usize) -> usize {
         let top = self.top();
         let mut from = g + 1;

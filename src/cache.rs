@@ -90,6 +90,11 @@ pub type Totals = Counters;
 pub struct ThreadCache {
     heads: [*mut CachedHeader; CLASSES + 1],
     counts: [u32; CLASSES + 1],
+    /// Class `n` may hold `LIMITS[n] << scale[n]` blocks and refills `scale`-times more
+    /// at once: a class that overflows doubles both (up to `MAX_SCALE`), so that a
+    /// program whose frees and mallocs of a size swing widely stops shuttling blocks
+    /// through the buddy, while one that only allocates keeps the small default.
+    scale: [u8; CLASSES + 1],
     /// `tag(addr)` is `key ^ addr.rotate_left(29)` (the arena's cached tag).
     key: u64,
     /// Recently freed mid-size blocks (more than 1 KiB, up to 64 KiB), oldest first:
@@ -113,7 +118,7 @@ pub struct Registry {
     /// Per class, blocks one thread's cache overflowed with, kept whole for the next
     /// thread whose cache of that class runs dry (a producer/consumer pair passes its
     /// blocks through here instead of through the buddy). A list like a cache's: tagged
-    /// blocks, `count` long, at most `LIMITS[n]` blocks.
+    /// blocks, `count` long, at most `2 * LIMITS[n]` blocks.
     pub transfer: [Transfer; CLASSES + 1],
 }
 
@@ -152,14 +157,15 @@ pub const MID_MAX_GRANULES: usize = 4096;
 const MID_SLOTS: usize = 8;
 const MID_MAX_CACHED: usize = (256 << 10) / GRANULE;
 
-/// Blocks a class may hold: `CLASS_BYTES` worth, 8 to `MAX_LIMIT`.
-const MAX_LIMIT: usize = 512;
+/// Blocks a class may hold at first: `CLASS_BYTES` worth, 8 to 512.
+const MAX_SCALE: u8 = 3;
+const MAX_LIMIT: usize = 512 << MAX_SCALE;
 const LIMITS: [u32; CLASSES + 1] = {
     let mut l = [0u32; CLASSES + 1];
     let mut n = 1;
     while n <= CLASSES {
         let k = CLASS_BYTES / (n * GRANULE);
-        l[n] = if k < 8 { 8 } else if k > MAX_LIMIT { MAX_LIMIT as u32 } else { k as u32 };
+        l[n] = if k < 8 { 8 } else if k > 512 { 512 } else { k as u32 };
         n += 1;
     }
     l
@@ -321,8 +327,8 @@ impl ThreadCache {
         unsafe { h.write(CachedHeader { tag: self.tag(addr), next: head }) };
         self.heads[n] = h;
         self.counts[n] += 1;
-        if self.counts[n] > LIMITS[n] {
-            self.flush(n, LIMITS[n] as usize / 2);
+        if self.counts[n] > LIMITS[n] << self.scale[n] {
+            self.overflow(n);
         }
     }
 
@@ -411,8 +417,8 @@ impl ThreadCache {
             self.counts[n] = taken.count as u32;
             return self.pop(n);
         }
-        let want = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16);
-        let mut got = [0usize; 16];
+        let want = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16) << self.scale[n];
+        let mut got = [0usize; 16 << MAX_SCALE];
         let k = sys::keep_errno(|| HEAP.lock().alloc_batch(n, &mut got[..want]));
         if k == 0 {
             return None;
@@ -466,6 +472,15 @@ impl ThreadCache {
         }
     }
 
+    /// Class `n` went over its limit: flush half of it, and let it hold more next time.
+    #[cold]
+    fn overflow(&mut self, n: usize) {
+        self.flush(n, (LIMITS[n] << self.scale[n]) as usize / 2);
+        if self.scale[n] < MAX_SCALE {
+            self.scale[n] += 1;
+        }
+    }
+
     /// Trims class `n` to its `keep` oldest blocks. The newer ones (just written, so the
     /// walk to detach them is cheap) go to the transfer list of the class, or back to
     /// the heap when that is full.
@@ -493,7 +508,7 @@ impl ThreadCache {
         sys::keep_errno(|| {
             let mut h = HEAP.lock();
             let t = &mut registry(&mut h).transfer[n];
-            if t.count + moved <= LIMITS[n] as usize {
+            if t.count + moved <= (LIMITS[n] as usize) << 1 {
                 // SAFETY: `last` ends the detached list, which is ours.
                 unsafe { (*last).next = t.head };
                 t.head = first;

@@ -139,13 +139,19 @@ impl Heap {
                 return got;
             }
         }
-        match self.alloc(n, 1) {
-            Some(a) => {
-                out[0] = a;
-                1
-            }
-            None => 0,
+        let Some(a) = self.alloc(n, 1) else { return 0 };
+        out[0] = a;
+        if self.brk.contains(a) {
+            return 1; // the break cannot grow: no batch search that would try
         }
+        // A mapped arena: the rest of the batch from the same one.
+        let Some(arena) = self.arena_mut(a) else { return 1 };
+        let more = arena.alloc_batch(n, &mut out[1..]);
+        for g in &mut out[1..1 + more] {
+            *g = arena.addr(*g);
+        }
+        self.note_peaks();
+        1 + more
     }
 
     fn note_peaks(&mut self) {
