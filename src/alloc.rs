@@ -174,10 +174,12 @@ fn free_slow(p: *mut u8) {
                 return;
             }
             // The highest live block, with enough free or cached memory below it that
-            // the break can come down: free it for real, then the cached blocks below.
+            // the break can come down: free it for real, and everything cached (cached
+            // blocks anywhere below would keep the break up).
             free_locked(b.addr, b.n, "free");
-            cache::drain_transfer(&mut HEAP.lock());
-            tc.release_below_free_tail(b.arena);
+            let mut h = HEAP.lock();
+            cache::drain_transfer(&mut h);
+            tc.give_all_back(&mut h, true);
             return;
         }
     }

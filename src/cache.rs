@@ -29,7 +29,7 @@
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::bitmap::{GRANULE, GRANULE_SHIFT};
-use crate::buddy::{Arena, CachedHeader};
+use crate::buddy::CachedHeader;
 use crate::heap::{Heap, HEAP};
 use crate::report::{self, Misuse};
 use crate::sys;
@@ -434,42 +434,31 @@ impl ThreadCache {
         Some(got[0])
     }
 
-    /// Returns to the heap, one after the other, the cached blocks that end where the
-    /// free tail of `arena` begins, so that cached blocks do not hold the top up.
-    pub fn release_below_free_tail(&mut self, arena: &Arena) {
-        'again: loop {
-            let hi = arena.hi_live();
-            for i in 0..self.mid_len {
-                let addr = self.mid[i];
-                if arena.contains(addr) && arena.granule_of(addr) + self.mid_n[i] as usize == hi {
-                    self.evict_mid(i);
-                    continue 'again;
-                }
-            }
-            for n in 1..=CLASSES {
-                let mut link: *mut *mut CachedHeader = &mut self.heads[n];
-                // SAFETY: the lists hold this cache's blocks; `link` points at the head
-                // slot or at a node's `next` field; the walk is bounded by the count.
-                unsafe {
-                    for _ in 0..self.counts[n] {
-                        let b = *link;
-                        let addr = b as usize;
-                        if arena.contains(addr) && arena.granule_of(addr) + n == hi {
-                            if (*b).tag != self.tag(addr) {
-                                report::misuse("free", Misuse::FreedBlockChanged, addr);
-                            }
-                            *link = (*b).next;
-                            (*b).tag = 0;
-                            self.counts[n] -= 1;
-                            HEAP.lock().free_block_at(addr, n);
-                            continue 'again;
-                        }
-                        link = &mut (*b).next;
-                    }
-                }
-            }
-            return;
+    /// Returns every cached block to the heap (`strict` as for `give_back`). Call with
+    /// the lock held.
+    pub fn give_all_back(&mut self, h: &mut Heap, strict: bool) {
+        for n in 1..=CLASSES {
+            let (head, count) = (self.heads[n], self.counts[n] as usize);
+            self.heads[n] = core::ptr::null_mut();
+            self.counts[n] = 0;
+            give_back(h, self.key, n, head, count, strict);
         }
+        for i in 0..self.mid_len.min(MID_SLOTS) {
+            let addr = self.mid[i];
+            let header = addr as *mut CachedHeader;
+            // SAFETY: a block parked in this cache (or, not strict, in a dead thread's
+            // cache that may have stopped half-way: then its tag tells).
+            unsafe {
+                if (*header).tag == self.tag(addr) {
+                    (*header).tag = 0;
+                    h.free_block_at(addr, self.mid_n[i] as usize);
+                } else if strict {
+                    report::misuse("free", Misuse::FreedBlockChanged, addr);
+                }
+            }
+        }
+        self.mid_len = 0;
+        self.mid_granules = 0;
     }
 
     /// Class `n` went over its limit: flush half of it, and let it hold more next time.
@@ -633,19 +622,7 @@ fn give_back(h: &mut Heap, key: u64, n: usize, mut cur: *mut CachedHeader, count
 /// # Safety
 /// `tc` must be a registered cache that no thread uses any more.
 unsafe fn dispose(h: &mut Heap, tc: *mut ThreadCache, strict: bool) {
-    for n in 1..=CLASSES {
-        give_back(h, (*tc).key, n, (*tc).heads[n], (*tc).counts[n] as usize, strict);
-    }
-    for i in 0..(*tc).mid_len.min(MID_SLOTS) {
-        let addr = (*tc).mid[i];
-        let header = addr as *mut CachedHeader;
-        if (*header).tag == (*tc).key ^ (addr as u64).rotate_left(29) {
-            (*header).tag = 0;
-            h.free_block_at(addr, (*tc).mid_n[i] as usize);
-        } else if strict {
-            report::misuse("free", Misuse::FreedBlockChanged, addr);
-        }
-    }
+    (*tc).give_all_back(h, strict);
     unlink(h, tc);
     h.free_block_at(tc as usize, CACHE_GRANULES);
 }
