@@ -8,7 +8,7 @@ use core::ptr;
 
 use crate::bitmap::{Plane, GRANULE, GRANULE_SHIFT, MAX_ORDER};
 use crate::buddy::Arena;
-use crate::cache::{self, bump, shift, ThreadCache, CLASSES, MID_MAX_GRANULES};
+use crate::cache::{self, bump, shift, ThreadCache, CLASSES, MID_MAX_GRANULES, MID_MIN_GRANULES};
 use crate::heap::{self, HEAP};
 use crate::report::{self, Misuse};
 use crate::sys;
@@ -64,12 +64,16 @@ pub fn malloc(size: usize) -> *mut u8 {
 #[cold]
 fn malloc_locked(size: usize) -> *mut u8 {
     let Some(n) = granules(size) else { return ptr::null_mut() };
+    let mut n = n;
     if n <= MID_MAX_GRANULES {
         if let Some(tc) = cache::current() {
-            if let Some((a, m)) = tc.pop_mid(n) {
+            if let Some(a) = tc.pop_mid(n) {
+                // Counted at its real length (a block may exceed its class size).
+                let m = heap::arena_of(a).and_then(|ar| ar.live_block_at(a).ok()).map_or(n, |(_, m)| m);
                 count_alloc(Some(tc), size, m);
                 return a as *mut u8;
             }
+            n = ThreadCache::mid_rounded(n);
         }
     }
     let got = HEAP.lock().alloc(n, 1);
@@ -152,9 +156,10 @@ pub fn free(p: *mut u8) {
                 tc.push(addr, n);
                 return;
             }
-            if n > CLASSES && n <= MID_MAX_GRANULES {
+            if (MID_MIN_GRANULES..=MID_MAX_GRANULES).contains(&n) {
                 count_free(Some(&mut *tc), n);
-                return tc.push_mid(addr, n);
+                tc.push_mid(addr, n);
+                return;
             }
         }
     }

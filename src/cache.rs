@@ -88,22 +88,15 @@ pub type Totals = Counters;
 
 #[repr(C)]
 pub struct ThreadCache {
-    heads: [*mut CachedHeader; CLASSES + 1],
-    counts: [u32; CLASSES + 1],
+    heads: [*mut CachedHeader; LISTS],
+    counts: [u32; LISTS],
     /// Class `n` may hold `LIMITS[n] << scale[n]` blocks and refills `scale`-times more
     /// at once: a class that overflows doubles both (up to `MAX_SCALE`), so that a
     /// program whose frees and mallocs of a size swing widely stops shuttling blocks
     /// through the buddy, while one that only allocates keeps the small default.
-    scale: [u8; CLASSES + 1],
+    scale: [u8; LISTS],
     /// `tag(addr)` is `key ^ addr.rotate_left(29)` (the arena's cached tag).
     key: u64,
-    /// Recently freed mid-size blocks (more than 1 KiB, up to 64 KiB), oldest first:
-    /// `mid[..mid_len]` with their lengths in `mid_n`, `mid_granules` in all. Tagged like
-    /// the small blocks; no address twice.
-    mid: [usize; MID_SLOTS],
-    mid_n: [u32; MID_SLOTS],
-    mid_len: usize,
-    mid_granules: usize,
     pub counters: Counters,
     next: *mut ThreadCache,
     prev: *mut ThreadCache,
@@ -150,26 +143,70 @@ pub fn registry(_locked: &mut Heap) -> &'static mut Registry {
 
 const DEAD: *mut ThreadCache = 1 as *mut ThreadCache;
 
-/// Mid-size blocks: a few recently freed ones are kept for the next request of about
-/// their size (programs that free and allocate one buffer over and over, such as a
-/// parser's stack, would otherwise split and merge buddy blocks each time).
+/// Mid-size blocks (65 to 4096 granules, up to 64 KiB) are cached by size class: eight
+/// classes per doubling, 72, 80, ... 128, 144, ... 4096 granules. A request is served
+/// from the class of the smallest size at least as large (so a block a mid-size
+/// request gets from the heap is rounded up to its class size), and a freed block goes
+/// to the class of the largest size it can hold. List `MID_BASE + c` holds class `c`.
 pub const MID_MAX_GRANULES: usize = 4096;
-const MID_SLOTS: usize = 8;
-const MID_MAX_CACHED: usize = (256 << 10) / GRANULE;
+pub const MID_MIN_GRANULES: usize = 72;
+const MID_CLASSES: usize = 48;
+const MID_BASE: usize = CLASSES + 1;
+const LISTS: usize = MID_BASE + MID_CLASSES;
+
+/// Size in granules of mid class `c`.
+const fn mid_size(c: usize) -> usize {
+    let k = 6 + c / 8;
+    (1 << k) + ((c % 8) + 1) * (1 << (k - 3))
+}
+
+/// The class of a request of `n` granules (`CLASSES < n <= MID_MAX_GRANULES`): the
+/// smallest class size `>= n`.
+#[inline]
+pub fn mid_class_for_request(n: usize) -> usize {
+    let k = (usize::BITS - 1 - (n - 1).leading_zeros()) as usize; // 2^k < n <= 2^(k+1)
+    let step = 1 << (k - 3);
+    let j = (n - (1 << k)).div_ceil(step); // 1..=8
+    (k - 6) * 8 + j - 1
+}
+
+/// The class a freed block of `n` granules (`MID_MIN_GRANULES <= n <= MID_MAX_GRANULES`)
+/// joins: the largest class size `<= n`.
+#[inline]
+fn mid_class_for_block(n: usize) -> usize {
+    let k = (usize::BITS - 1 - n.leading_zeros()) as usize; // 2^k <= n < 2^(k+1)
+    let j = (n - (1 << k)) >> (k - 3); // 0..=7
+    if j == 0 { (k - 7) * 8 + 7 } else { (k - 6) * 8 + j - 1 }
+}
+
+/// Bytes a mid class may hold at first (at least one block); `scale` grows it as for
+/// the small classes.
+const MID_CLASS_BYTES: usize = 16 << 10;
 
 /// Blocks a class may hold at first: `CLASS_BYTES` worth, 8 to 512.
 const MAX_SCALE: u8 = 3;
 const MAX_LIMIT: usize = 512 << MAX_SCALE;
-const LIMITS: [u32; CLASSES + 1] = {
-    let mut l = [0u32; CLASSES + 1];
+const LIMITS: [u32; LISTS] = {
+    let mut l = [0u32; LISTS];
     let mut n = 1;
     while n <= CLASSES {
         let k = CLASS_BYTES / (n * GRANULE);
         l[n] = if k < 8 { 8 } else if k > 512 { 512 } else { k as u32 };
         n += 1;
     }
+    let mut c = 0;
+    while c < MID_CLASSES {
+        let k = MID_CLASS_BYTES / (mid_size(c) * GRANULE);
+        l[MID_BASE + c] = if k < 1 { 1 } else { k as u32 };
+        c += 1;
+    }
     l
 };
+
+/// Granules of each block on list `i`, for the small classes; the least for mid ones.
+const fn list_granules(i: usize) -> usize {
+    if i < MID_BASE { i } else { mid_size(i - MID_BASE) }
+}
 
 /// This thread's cache, created on first use; `None` while the thread is exiting.
 #[inline(always)]
@@ -332,72 +369,32 @@ impl ThreadCache {
         }
     }
 
-    /// A cached mid-size block of `n` to `n + n/8` granules (the newest such), made the
-    /// user's; returns its address and length.
+    /// Pops a block for a mid-size request of `n` granules, if one is cached.
     #[inline]
-    pub fn pop_mid(&mut self, n: usize) -> Option<(usize, usize)> {
-        let len = self.mid_len;
-        let i = (0..len).rev().find(|&i| {
-            let m = self.mid_n[i] as usize;
-            m >= n && m <= n + n / 8
-        })?;
-        let (addr, m) = (self.mid[i], self.mid_n[i] as usize);
-        // SAFETY: a block parked in this cache; its header is ours.
-        unsafe {
-            let h = addr as *mut CachedHeader;
-            if (*h).tag != self.tag(addr) {
-                report::misuse("malloc", Misuse::FreedBlockChanged, addr);
-            }
-            (*h).tag = 0;
-        }
-        self.mid.copy_within(i + 1..len, i);
-        self.mid_n.copy_within(i + 1..len, i);
-        self.mid_len = len - 1;
-        self.mid_granules -= m;
-        Some((addr, m))
+    pub fn pop_mid(&mut self, n: usize) -> Option<usize> {
+        self.pop(MID_BASE + mid_class_for_request(n))
     }
 
-    /// Parks the live mid-size block at `addr` (`n` granules), returning the oldest ones
-    /// to the heap when the slots or the byte budget are full.
+    /// The granules a mid-size request of `n` is given when it comes from the heap.
+    #[inline]
+    pub fn mid_rounded(n: usize) -> usize {
+        mid_size(mid_class_for_request(n))
+    }
+
+    /// Parks the live mid-size block at `addr` (`n` granules, `MID_MIN_GRANULES` to
+    /// `MID_MAX_GRANULES`).
+    #[inline]
     pub fn push_mid(&mut self, addr: usize, n: usize) {
-        if self.mid[..self.mid_len].contains(&addr) {
-            report::misuse("free", Misuse::DoubleFree, addr);
-        }
-        while self.mid_len == MID_SLOTS || (self.mid_len > 0 && self.mid_granules + n > MID_MAX_CACHED) {
-            self.evict_mid(0);
-        }
-        let h = addr as *mut CachedHeader;
-        // SAFETY: the block is live and the caller's to give up.
-        unsafe { h.write(CachedHeader { tag: self.tag(addr), next: core::ptr::null_mut() }) };
-        self.mid[self.mid_len] = addr;
-        self.mid_n[self.mid_len] = n as u32;
-        self.mid_len += 1;
-        self.mid_granules += n;
-    }
-
-    /// Returns mid-size entry `i` to the heap.
-    #[cold]
-    fn evict_mid(&mut self, i: usize) {
-        let (addr, n) = (self.mid[i], self.mid_n[i] as usize);
-        let len = self.mid_len;
-        self.mid.copy_within(i + 1..len, i);
-        self.mid_n.copy_within(i + 1..len, i);
-        self.mid_len = len - 1;
-        self.mid_granules -= n;
-        // SAFETY: a block parked in this cache.
-        unsafe { (*(addr as *mut CachedHeader)).tag = 0 };
-        sys::keep_errno(|| HEAP.lock().free_block_at(addr, n));
+        self.push(addr, MID_BASE + mid_class_for_block(n));
     }
 
     /// Granules parked in this cache (read by statistics from any thread).
     pub fn cached_granules(&self) -> usize {
-        (1..=CLASSES)
+        (1..LISTS)
             // SAFETY: counts are plain words owned by one thread; a torn total is fine
-            // for statistics.
-            .map(|n| unsafe { core::ptr::read_volatile(&self.counts[n]) } as usize * n)
+            // for statistics (mid-size blocks count as their class size).
+            .map(|i| unsafe { core::ptr::read_volatile(&self.counts[i]) } as usize * list_granules(i))
             .sum::<usize>()
-            // SAFETY: as above.
-            + unsafe { core::ptr::read_volatile(&self.mid_granules) }
     }
 
     /// Takes several blocks of `n` granules from the heap in one lock hold; returns one
@@ -437,28 +434,12 @@ impl ThreadCache {
     /// Returns every cached block to the heap (`strict` as for `give_back`). Call with
     /// the lock held.
     pub fn give_all_back(&mut self, h: &mut Heap, strict: bool) {
-        for n in 1..=CLASSES {
-            let (head, count) = (self.heads[n], self.counts[n] as usize);
-            self.heads[n] = core::ptr::null_mut();
-            self.counts[n] = 0;
-            give_back(h, self.key, n, head, count, strict);
+        for i in 1..LISTS {
+            let (head, count) = (self.heads[i], self.counts[i] as usize);
+            self.heads[i] = core::ptr::null_mut();
+            self.counts[i] = 0;
+            give_back(h, self.key, i, head, count, strict);
         }
-        for i in 0..self.mid_len.min(MID_SLOTS) {
-            let addr = self.mid[i];
-            let header = addr as *mut CachedHeader;
-            // SAFETY: a block parked in this cache (or, not strict, in a dead thread's
-            // cache that may have stopped half-way: then its tag tells).
-            unsafe {
-                if (*header).tag == self.tag(addr) {
-                    (*header).tag = 0;
-                    h.free_block_at(addr, self.mid_n[i] as usize);
-                } else if strict {
-                    report::misuse("free", Misuse::FreedBlockChanged, addr);
-                }
-            }
-        }
-        self.mid_len = 0;
-        self.mid_granules = 0;
     }
 
     /// Class `n` went over its limit: flush half of it, and let it hold more next time.
@@ -496,6 +477,9 @@ impl ThreadCache {
         let key = self.key;
         sys::keep_errno(|| {
             let mut h = HEAP.lock();
+            if n >= MID_BASE {
+                return give_back(&mut h, key, n, first, moved, true);
+            }
             let t = &mut registry(&mut h).transfer[n];
             if t.count + moved <= (LIMITS[n] as usize) << 1 {
                 // SAFETY: `last` ends the detached list, which is ours.
@@ -511,14 +495,8 @@ impl ThreadCache {
     /// Checks every list of this cache: each node tagged, each list as long as its
     /// count. A block freed twice and not reused since is found here at exit.
     pub fn verify(&self) {
-        for &addr in &self.mid[..self.mid_len] {
-            // SAFETY: a block parked in this cache.
-            if unsafe { (*(addr as *const CachedHeader)).tag } != self.tag(addr) {
-                report::misuse("free", Misuse::FreedBlockChanged, addr);
-            }
-        }
         let mut seen = [0usize; MAX_LIMIT + 1];
-        for n in 1..=CLASSES {
+        for n in 1..LISTS {
             let mut cur = self.heads[n];
             let count = core::cmp::min(self.counts[n] as usize, MAX_LIMIT + 1);
             for slot in seen[..count].iter_mut() {
@@ -594,6 +572,20 @@ fn give_back(h: &mut Heap, key: u64, n: usize, mut cur: *mut CachedHeader, count
         }
         let blocks = &mut batch[..k];
         blocks.sort_unstable();
+        if n >= MID_BASE {
+            // Mid-size blocks are at least their class size: each is freed whole, its
+            // length read from the bitmaps.
+            for (i, &addr) in blocks.iter().enumerate() {
+                if i > 0 && blocks[i - 1] == addr {
+                    report::misuse("free", Misuse::DoubleFree, addr);
+                }
+                match h.live_granules(addr) {
+                    Some(len) => h.free_block_at(addr, len),
+                    None => report::misuse("free", Misuse::DoubleFree, addr),
+                }
+            }
+            continue;
+        }
         let bytes = n * GRANULE;
         let mut i = 0;
         while i < k {
@@ -701,5 +693,38 @@ pub fn drain_transfer(h: &mut Heap) {
         let t = registry(h).transfer[n];
         registry(h).transfer[n] = Transfer { head: core::ptr::null_mut(), count: 0 };
         give_back(h, key, n, t.head, t.count, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mid_classes_cover_the_range_in_order() {
+        assert_eq!(mid_size(0), MID_MIN_GRANULES);
+        assert_eq!(mid_size(MID_CLASSES - 1), MID_MAX_GRANULES);
+        for c in 1..MID_CLASSES {
+            let (lo, hi) = (mid_size(c - 1), mid_size(c));
+            assert!(hi > lo && (hi - lo) * 8 <= lo, "classes {} and {c}: {lo} -> {hi}", c - 1);
+        }
+    }
+
+    #[test]
+    fn a_request_gets_the_smallest_class_that_holds_it() {
+        for n in CLASSES + 1..=MID_MAX_GRANULES {
+            let c = mid_class_for_request(n);
+            assert!(mid_size(c) >= n, "request {n}: class {c} of {}", mid_size(c));
+            assert!(c == 0 || mid_size(c - 1) < n, "request {n}: class {c} is not the smallest");
+        }
+    }
+
+    #[test]
+    fn a_block_joins_the_largest_class_it_can_serve() {
+        for n in MID_MIN_GRANULES..=MID_MAX_GRANULES {
+            let c = mid_class_for_block(n);
+            assert!(mid_size(c) <= n, "block {n}: class {c} of {}", mid_size(c));
+            assert!(c == MID_CLASSES - 1 || mid_size(c + 1) > n, "block {n}: class {c} is not the largest");
+        }
     }
 }

@@ -243,6 +243,12 @@ impl Heap {
         }
     }
 
+    /// Granules of the live block that starts at `addr`, if one does.
+    pub fn live_granules(&mut self, addr: usize) -> Option<usize> {
+        let arena = self.arena_mut(addr)?;
+        arena.live_block_at(addr).ok().map(|(_, n)| n)
+    }
+
     /// Returns free memory to the kernel: trims every arena's top and releases the free
     /// pages inside. Returns whether anything was released.
     pub fn trim_all(&mut self, pad: usize) -> bool {
