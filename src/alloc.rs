@@ -268,18 +268,46 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     q
 }
 
-/// Allocates zeroed memory for `count * size` bytes; null on overflow.
+/// Allocates zeroed memory for `count * size` bytes; null on overflow. Small blocks come
+/// from the thread cache and are cleared; a larger one taken from memory the heap has
+/// not handed out since the kernel gave it is zero already.
 pub fn calloc(count: usize, size: usize) -> *mut u8 {
     let Some(total) = count.checked_mul(size) else { return ptr::null_mut() };
-    let p = malloc(total);
-    if p.is_null() {
-        return p;
-    }
     if let Some(c) = cache::counters() {
         bump(&c.calloc, 1);
     }
-    zero(p as usize, total);
-    p
+    let n = match granules(total) {
+        Some(n) if n > CLASSES => n,
+        Some(_) => {
+            let p = malloc(total);
+            if !p.is_null() {
+                // SAFETY: a fresh block of at least `total` bytes.
+                unsafe { ptr::write_bytes(p, 0, total) };
+            }
+            return p;
+        }
+        None => return ptr::null_mut(),
+    };
+    let mut tc = cache::current();
+    let mut n = n;
+    if n <= MID_MAX_GRANULES {
+        if let Some(t) = tc.as_deref_mut() {
+            if let Some(a) = t.pop_mid(n) {
+                let m = heap::arena_of(a).and_then(|ar| ar.live_block_at(a).ok()).map_or(n, |(_, m)| m);
+                count_alloc(Some(t), total, m);
+                zero(a, total);
+                return a as *mut u8;
+            }
+            n = ThreadCache::mid_rounded(n);
+        }
+    }
+    let got = HEAP.lock().alloc_maybe_zero(n);
+    let Some((a, fresh)) = got else { return ptr::null_mut() };
+    count_alloc(tc, total, n);
+    if !fresh {
+        zero(a, total);
+    }
+    a as *mut u8
 }
 
 /// Zeroes `[addr, addr+len)`: memset for small ranges; for large ones the kernel zeroes

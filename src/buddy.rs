@@ -125,6 +125,12 @@ pub struct Arena {
     /// above it): a free ending at or above it may make the tail long enough to trim.
     tail_hint: usize,
     trim_threshold: usize,
+    /// Granules from here to the top have not been handed out since the kernel gave
+    /// them (zero apart from free-block headers, which `take_free` zeroes): a block
+    /// allocated entirely above it needs no zeroing for calloc.
+    fresh_from: usize,
+    /// Whether the last block marked live lay entirely in fresh memory.
+    last_fresh: bool,
     last_was_shrink: bool,
     flips: u32,
     pub stats: ArenaStats,
@@ -166,6 +172,8 @@ impl Arena {
             dirty_bytes: 0,
             tail_hint: 0,
             trim_threshold: TRIM_THRESHOLD,
+            fresh_from: 0,
+            last_fresh: false,
             last_was_shrink: false,
             flips: 0,
             stats: ArenaStats {
@@ -206,6 +214,8 @@ impl Arena {
             dirty_bytes: 0,
             tail_hint: 0,
             trim_threshold: TRIM_THRESHOLD,
+            fresh_from: 0,
+            last_fresh: false,
             last_was_shrink: false,
             flips: 0,
             stats: ArenaStats::default(),
@@ -242,6 +252,16 @@ impl Arena {
             }
             g = s;
         }
+    }
+
+    /// Treats no memory of this arena as known zero (its source does not zero it).
+    pub fn never_fresh(&mut self) {
+        self.fresh_from = usize::MAX;
+    }
+
+    /// Whether the block most recently allocated lay entirely in fresh (zero) memory.
+    pub fn last_alloc_was_fresh(&self) -> bool {
+        self.last_fresh
     }
 
     /// The trim threshold in force.
@@ -463,11 +483,12 @@ impl Arena {
         self.count_add(g, k);
     }
 
-    /// Forgets the buddy-free block at `g` (order `k`); its start bit is left set.
+    /// Forgets the buddy-free block at `g` (order `k`); its start bit is left set and its
+    /// header zeroed (fresh memory stays all zero).
     fn take_free(&mut self, g: usize, k: usize) {
         // SAFETY: the block is free and owned by the arena; clearing the tag keeps a
         // stale header from ever validating inside user memory.
-        unsafe { (*self.header(g)).tag = 0 };
+        unsafe { self.header(g).write(FreeHeader { tag: 0, order: 0 }) };
         self.count_sub(g, k);
     }
 
@@ -566,11 +587,25 @@ impl Arena {
     fn mark_live(&mut self, g: usize, n: usize) {
         // A cache tag left behind by an earlier life of this address would make the new
         // block look freed; only the first word can hold one.
-        let first = self.addr(g) as *mut u64;
-        // SAFETY: the granule is arena memory being handed out.
-        unsafe {
-            if first.read() == self.cached_tag(first as usize) {
-                first.write(0);
+        self.last_fresh = g >= self.fresh_from;
+        if self.last_fresh {
+            self.fresh_from = g + n;
+        } else if self.fresh_from != usize::MAX {
+            let first = self.addr(g) as *mut u64;
+            // SAFETY: the granule is arena memory being handed out.
+            unsafe {
+                if first.read() == self.cached_tag(first as usize) {
+                    first.write(0);
+                }
+            }
+            self.fresh_from = self.fresh_from.max(g + n);
+        } else {
+            let first = self.addr(g) as *mut u64;
+            // SAFETY: as above.
+            unsafe {
+                if first.read() == self.cached_tag(first as usize) {
+                    first.write(0);
+                }
             }
         }
         self.assign(Plane::Start, g, g + 1, true);
@@ -1071,14 +1106,19 @@ impl Arena {
                 self.refresh_group(grp);
             }
             let bytes = (top - new_top) << GRANULE_SHIFT;
+            // Whole pages above the new top come back from the kernel zeroed.
+            let page_above = (new_top + PAGE_GRANULES - 1) & !(PAGE_GRANULES - 1);
             match self.source {
                 Source::Brk => {
-                    sys::sbrk(-(bytes as isize));
+                    if sys::sbrk(-(bytes as isize)).is_some() && self.fresh_from != usize::MAX {
+                        self.fresh_from = self.fresh_from.min(page_above);
+                    }
                 }
                 Source::Fixed { release } => {
                     if release && sys::release_pages(self.addr(new_top), bytes) {
                         self.stats.madvise_calls += 1;
                         self.stats.madvised_bytes += bytes as u64;
+                        self.fresh_from = self.fresh_from.min(page_above);
                     }
                 }
             }

@@ -95,6 +95,9 @@ pub struct ThreadCache {
     /// program whose frees and mallocs of a size swing widely stops shuttling blocks
     /// through the buddy, while one that only allocates keeps the small default.
     scale: [u8; LISTS],
+    /// Granules on all lists (mid-size blocks at their class size): kept by push and
+    /// pop, recounted by the slow paths. At most `BUDGET_GRANULES` after a push.
+    cached: usize,
     /// `tag(addr)` is `key ^ addr.rotate_left(29)` (the arena's cached tag).
     key: u64,
     pub counters: Counters,
@@ -207,6 +210,19 @@ const LIMITS: [u32; LISTS] = {
 const fn list_granules(i: usize) -> usize {
     if i < MID_BASE { i } else { mid_size(i - MID_BASE) }
 }
+
+const LIST_GRANULES: [u32; LISTS] = {
+    let mut t = [0u32; LISTS];
+    let mut i = 1;
+    while i < LISTS {
+        t[i] = list_granules(i) as u32;
+        i += 1;
+    }
+    t
+};
+
+/// Most a thread may keep cached, all lists together: 1 MiB.
+const BUDGET_GRANULES: usize = (1 << 20) / GRANULE;
 
 /// This thread's cache, created on first use; `None` while the thread is exiting.
 #[inline(always)]
@@ -349,6 +365,7 @@ impl ThreadCache {
         unsafe { (*h).tag = 0 };
         self.heads[n] = next;
         self.counts[n] -= 1;
+        self.cached -= LIST_GRANULES[n] as usize;
         Some(addr)
     }
 
@@ -364,7 +381,8 @@ impl ThreadCache {
         unsafe { h.write(CachedHeader { tag: self.tag(addr), next: head }) };
         self.heads[n] = h;
         self.counts[n] += 1;
-        if self.counts[n] > LIMITS[n] << self.scale[n] {
+        self.cached += LIST_GRANULES[n] as usize;
+        if self.counts[n] > LIMITS[n] << self.scale[n] || self.cached > BUDGET_GRANULES {
             self.overflow(n);
         }
     }
@@ -390,11 +408,8 @@ impl ThreadCache {
 
     /// Granules parked in this cache (read by statistics from any thread).
     pub fn cached_granules(&self) -> usize {
-        (1..LISTS)
-            // SAFETY: counts are plain words owned by one thread; a torn total is fine
-            // for statistics (mid-size blocks count as their class size).
-            .map(|i| unsafe { core::ptr::read_volatile(&self.counts[i]) } as usize * list_granules(i))
-            .sum::<usize>()
+        // SAFETY: a plain word owned by one thread; a torn value is fine for statistics.
+        unsafe { core::ptr::read_volatile(&self.cached) }
     }
 
     /// Takes several blocks of `n` granules from the heap in one lock hold; returns one
@@ -412,6 +427,7 @@ impl ThreadCache {
             // The list of class n is empty (pop failed): the transfer list becomes it.
             self.heads[n] = taken.head;
             self.counts[n] = taken.count as u32;
+            self.cached += taken.count * n;
             return self.pop(n);
         }
         let want = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16) << self.scale[n];
@@ -427,6 +443,7 @@ impl ThreadCache {
             unsafe { h.write(CachedHeader { tag: self.tag(addr), next: self.heads[n] }) };
             self.heads[n] = h;
             self.counts[n] += 1;
+            self.cached += n;
         }
         Some(got[0])
     }
@@ -440,12 +457,21 @@ impl ThreadCache {
             self.counts[i] = 0;
             give_back(h, self.key, i, head, count, strict);
         }
+        self.cached = 0;
     }
 
     /// Class `n` went over its limit: flush half of it, and let it hold more next time.
     #[cold]
     fn overflow(&mut self, n: usize) {
-        self.flush(n, (LIMITS[n] << self.scale[n]) as usize / 2);
+        let limit = (LIMITS[n] << self.scale[n]) as usize;
+        if self.cached > BUDGET_GRANULES {
+            // The whole cache is full: every list gives up half.
+            for i in 1..LISTS {
+                self.flush(i, self.counts[i] as usize / 2);
+            }
+            return;
+        }
+        self.flush(n, limit / 2);
         if self.scale[n] < MAX_SCALE {
             self.scale[n] += 1;
         }
@@ -474,6 +500,7 @@ impl ThreadCache {
             (*last).next = core::ptr::null_mut();
         }
         self.counts[n] = keep as u32;
+        self.cached -= moved * LIST_GRANULES[n] as usize;
         let key = self.key;
         sys::keep_errno(|| {
             let mut h = HEAP.lock();

@@ -90,6 +90,10 @@ fn init(h: &mut Heap) {
     let dir = core::ptr::addr_of_mut!(BRK_DIR) as *mut u8;
     // SAFETY: the directory is zeroed static memory owned by the brk arena.
     h.brk = unsafe { Arena::new(aligned, BRK_LIMIT_GRANULES, dir, Source::Brk, h.key) };
+    if !sys::sbrk_is_libcs() {
+        // A program's own sbrk may hand out memory that is not zero.
+        h.brk.never_fresh();
+    }
     h.brk_failed = !ok;
     BRK_READY.store(true, Release);
 }
@@ -123,6 +127,14 @@ impl Heap {
         let a = self.alloc_inner(n, align)?;
         self.note_peaks();
         Some(a)
+    }
+
+    /// Like `alloc(n, 1)`, also telling whether the block is known to be zero (it lies
+    /// in memory not handed out since the kernel gave it).
+    pub fn alloc_maybe_zero(&mut self, n: usize) -> Option<(usize, bool)> {
+        let a = self.alloc(n, 1)?;
+        let fresh = self.arena_mut(a).is_some_and(|arena| arena.last_alloc_was_fresh());
+        Some((a, fresh))
     }
 
     /// Allocates up to `out.len()` blocks of `n` granules (addresses), in one search

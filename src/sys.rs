@@ -17,6 +17,20 @@ pub static MADVISED_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Moves the program break by `delta` bytes; returns the old break, or `None` if the
 /// kernel (or an interposed `sbrk`) refused.
+/// Whether the `sbrk` this library calls is the C library's (whose new memory the kernel
+/// zeroes), not one a program defines itself.
+pub fn sbrk_is_libcs() -> bool {
+    // SAFETY: dladdr only reads the loader's tables (it does not allocate); Dl_info is
+    // plain data that it fills in.
+    unsafe {
+        let mut ours: libc::Dl_info = core::mem::zeroed();
+        let mut libcs: libc::Dl_info = core::mem::zeroed();
+        libc::dladdr(libc::sbrk as *const c_void, &mut ours) != 0
+            && libc::dladdr(libc::getauxval as *const c_void, &mut libcs) != 0
+            && ours.dli_fbase == libcs.dli_fbase
+    }
+}
+
 pub fn sbrk(delta: isize) -> Option<usize> {
     // SAFETY: sbrk has no memory-safety preconditions; the caller owns what it returns.
     let old = unsafe { libc::sbrk(delta as libc::intptr_t) };
