@@ -585,36 +585,28 @@ impl Arena {
 
     /// Marks `[g, g+n)` as one live block.
     fn mark_live(&mut self, g: usize, n: usize) {
-        // A cache tag left behind by an earlier life of this address would make the new
-        // block look freed; only the first word can hold one.
+        self.mark_live_run(g, n, 1);
+    }
+
+    /// Marks `k` live blocks of `n` granules back to back from `g`. (Memory handed out
+    /// needs no cleaning: a cache tag never outlives its block's stay in a cache, since
+    /// pop and give_back clear it.)
+    fn mark_live_run(&mut self, g: usize, n: usize, k: usize) {
+        let end = g + n * k;
         self.last_fresh = g >= self.fresh_from;
-        if self.last_fresh {
-            self.fresh_from = g + n;
-        } else if self.fresh_from != usize::MAX {
-            let first = self.addr(g) as *mut u64;
-            // SAFETY: the granule is arena memory being handed out.
-            unsafe {
-                if first.read() == self.cached_tag(first as usize) {
-                    first.write(0);
-                }
-            }
-            self.fresh_from = self.fresh_from.max(g + n);
-        } else {
-            let first = self.addr(g) as *mut u64;
-            // SAFETY: as above.
-            unsafe {
-                if first.read() == self.cached_tag(first as usize) {
-                    first.write(0);
-                }
-            }
+        if self.fresh_from != usize::MAX {
+            self.fresh_from = self.fresh_from.max(end);
         }
-        self.assign(Plane::Start, g, g + 1, true);
-        self.assign(Plane::Start, g + 1, g + n, false);
-        self.assign(Plane::Alloc, g, g + n, true);
-        self.stats.live_granules += n as u64;
-        self.tail_hint = self.tail_hint.max(g + n);
-        if g + n > self.hi_live() {
-            self.hi_live.store(g + n, Release);
+        self.assign(Plane::Start, g, end, false);
+        for i in 0..k {
+            let b = g + i * n;
+            self.assign(Plane::Start, b, b + 1, true);
+        }
+        self.assign(Plane::Alloc, g, end, true);
+        self.stats.live_granules += (n * k) as u64;
+        self.tail_hint = self.tail_hint.max(end);
+        if end > self.hi_live() {
+            self.hi_live.store(end, Release);
         }
     }
 
@@ -659,12 +651,13 @@ impl Arena {
     /// Allocates up to `out.len()` blocks of `n` granules, each at the lowest free run
     /// that holds it (one scan for the whole batch: each search resumes where the last
     /// block ended, since nothing below it fits). Returns how many (granules in `out`).
-    pub fn alloc_batch(&mut self, n: usize, out: &mut [usize]) -> usize {
+    pub fn alloc_batch(&mut self, n: usize, out: &mut [usize], may_grow: bool) -> usize {
         let mut cursor = 0;
         let mut got = 0;
         while got < out.len() {
             let Some(p) = self.find_run(n, cursor) else {
-                match self.alloc(n, 1) {
+                let next = if may_grow { self.alloc(n, 1) } else { self.alloc_no_grow(n, 1) };
+                match next {
                     Some(g) => {
                         out[got] = g;
                         got += 1;
@@ -679,8 +672,8 @@ impl Arena {
             let room = self.free_run_len(p, (out.len() - got) * n);
             let k = core::cmp::max(1, room / n);
             self.take_run(p, k * n);
+            self.mark_live_run(p, n, k);
             for i in 0..k {
-                self.mark_live(p + i * n, n);
                 out[got] = p + i * n;
                 got += 1;
             }

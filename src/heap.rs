@@ -141,8 +141,9 @@ impl Heap {
     /// when possible; returns how many.
     pub fn alloc_batch(&mut self, n: usize, out: &mut [usize]) -> usize {
         self.ready();
-        if !self.brk_failed {
-            let got = self.brk.alloc_batch(n, out);
+        {
+            // Once the break cannot grow, the brk arena still serves what fits.
+            let got = self.brk.alloc_batch(n, out, !self.brk_failed);
             if got > 0 {
                 for a in &mut out[..got] {
                     *a = self.brk.addr(*a);
@@ -154,11 +155,11 @@ impl Heap {
         let Some(a) = self.alloc(n, 1) else { return 0 };
         out[0] = a;
         if self.brk.contains(a) {
-            return 1; // the break cannot grow: no batch search that would try
+            return 1;
         }
         // A mapped arena: the rest of the batch from the same one.
         let Some(arena) = self.arena_mut(a) else { return 1 };
-        let more = arena.alloc_batch(n, &mut out[1..]);
+        let more = arena.alloc_batch(n, &mut out[1..], true);
         for g in &mut out[1..1 + more] {
             *g = arena.addr(*g);
         }
