@@ -9,8 +9,9 @@
 //! * Coalescing is eager: two buddy-free blocks that are buddies of each other never
 //!   both exist.
 //! * `free_count[k]` of a chunk counts the buddy-free blocks of order `k` starting in it;
-//!   `DirEntry::mask` bit `k` is set iff that count is non-zero; `groups[i]` is the OR of
-//!   the masks of chunks `64i .. 64i+63`. Searching these gives lowest-address-first
+//!   `DirEntry::mask` bit `k` is set iff that count is non-zero; `groups[i]` holds at
+//!   least the OR of the masks of chunks `64i .. 64i+63` (a bit may stay set after its
+//!   last block goes; a search that passes the whole group clears it). Searching these gives lowest-address-first
 //!   placement without scanning the whole heap.
 //! * A cached block (held by a thread cache) is a live block to the buddy; its
 //!   [`CachedHeader`] tells the cache and the misuse checks that it is not the user's.
@@ -453,8 +454,8 @@ impl Arena {
         let c = g >> CHUNK_SHIFT;
         let n = self.meta_of(g).count_free(k, -1);
         if n == 0 {
+            // The group's bit may stay set: `scan_chunks` clears stale bits as it passes.
             self.dir_mut(c).mask &= !(1 << k);
-            self.refresh_group(c >> 6);
         }
     }
 
@@ -532,12 +533,21 @@ impl Arena {
         while grp << 6 < chunks {
             // SAFETY: grp is within the directory.
             if unsafe { *self.groups.add(grp) } & want != 0 {
-                for c in core::cmp::max(grp << 6, first)..core::cmp::min((grp + 1) << 6, chunks) {
-                    if self.dir(c).mask & want != 0 {
+                let from = core::cmp::max(grp << 6, first);
+                let mut seen = 0;
+                for c in from..core::cmp::min((grp + 1) << 6, chunks) {
+                    let mask = self.dir(c).mask;
+                    seen |= mask;
+                    if mask & want != 0 {
                         if let Some(r) = f(c) {
                             return Some(r);
                         }
                     }
+                }
+                if from == grp << 6 {
+                    // A whole group seen: drop the bits no chunk of it has any more.
+                    // SAFETY: grp is within the directory; the owner's lock is held.
+                    unsafe { *self.groups.add(grp) &= seen };
                 }
             }
             grp += 1;
