@@ -2,6 +2,9 @@
 #
 #   make bench        - build, then the full benchmark suite (about 10 minutes on 2 cores)
 #   make bench-quick  - one repetition on smaller inputs (under 3 minutes)
+#   make bench-speed  - speed only: allocation patterns (bench/speed/churn.c) and the
+#                       Python workloads, 3 repetitions (about 10 minutes on 2 cores)
+#   make bench-speed-quick - half the work, small Python inputs, one repetition (~1 minute)
 #   make test         - Rust unit/model tests, the C/C++/real-program suite under
 #                       LD_PRELOAD, the Python package's tests and the linters
 #   make build        - target/release/libmyalloc.so and the Python package
@@ -19,9 +22,10 @@ PIP        := $(PYTHON) -m pip --quiet --disable-pip-version-check
 LIB        := target/release/libmyalloc.so
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
+SPEED_ARGS  ?=
 
 .PHONY: all build python venv test test-unit test-integration test-python test-deps \
-        lint lint-deps bench bench-quick bench-deps clean
+        lint lint-deps bench bench-quick bench-deps bench-speed bench-speed-quick clean
 
 all: build
 
@@ -88,6 +92,13 @@ bench: bench-deps
 
 bench-quick: bench-deps
 	$(PYTHON) bench/run.py --quick --out bench/results-quick $(BENCH_ARGS)
+
+#   make bench-speed SPEED_ARGS="--only small,mixed,prodcons --allocators myalloc,mimalloc"
+bench-speed: bench-deps
+	$(PYTHON) bench/speed.py --out bench/results-speed $(SPEED_ARGS)
+
+bench-speed-quick: bench-deps
+	$(PYTHON) bench/speed.py --quick --out bench/results-speed-quick $(SPEED_ARGS)
 
 clean:
 	$(CARGO) clean

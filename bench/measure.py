@@ -56,21 +56,24 @@ class MeasureError(RuntimeError):
 # helper programs
 # --------------------------------------------------------------------------
 
-def build_helper(name, cache_dir):
-    """Compile bench/NAME.c into CACHE/bin/NAME (only when the source changed)
-    and return its path.  Helpers are built here rather than shipped because
-    the suite must run wherever gcc does."""
-    src = BENCH_DIR / f"{name}.c"
+def build_helper(name, cache_dir, source=None, flags=()):
+    """Compile bench/NAME.c (or SOURCE) into CACHE/bin/NAME-<hash> (only when
+    the source or FLAGS changed) and return its path.  FLAGS go after the
+    source (-pthread, -lm).  Helpers are built here rather than shipped
+    because the suite must run wherever gcc does."""
+    src = Path(source) if source else BENCH_DIR / f"{name}.c"
     out_dir = Path(cache_dir).resolve() / "bin"
     out_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
-    exe = out_dir / f"{name}-{digest}"
+    h = hashlib.sha256(src.read_bytes())
+    if flags:
+        h.update(("\0" + " ".join(flags)).encode())
+    exe = out_dir / f"{name}-{h.hexdigest()[:12]}"
     if not exe.exists():
         gcc = shutil.which("gcc") or shutil.which("cc")
         if not gcc:
             raise MeasureError("gcc is needed to build the benchmark helpers")
         tmp = exe.with_name(exe.name + f".tmp{os.getpid()}")
-        proc = subprocess.run([gcc, "-O2", "-Wall", "-o", str(tmp), str(src)],
+        proc = subprocess.run([gcc, "-O2", "-Wall", "-o", str(tmp), str(src), *flags],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise MeasureError(f"building {src.name} failed:\n{proc.stderr}")

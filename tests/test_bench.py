@@ -9,12 +9,17 @@
    bench/fixtures/sample-results.json, bench/report.py must write the
    terminal table, results.json, the CSVs, REPORT.md and chart.png with the
    expected figures (ratios, geometric means, best marks, failures).
+3. The speed benchmark: bench/speed/churn.c in its --check mode (every
+   block filled and verified) for every pattern, under glibc and under
+   myalloc, with identical output lines; bench/speed_report.py's medians and
+   ratios from fixed data; the runner's output check against glibc.
 
-Fast (a few seconds): two tiny C programs and one matplotlib chart.
+Fast (a few seconds): tiny C programs and two matplotlib charts.
 """
 
 import csv
 import importlib.util
+import io
 import json
 import shutil
 import struct
@@ -267,3 +272,175 @@ def test_report_files(sample, tmp_path):
     width, height = struct.unpack(">II", png[16:24])
     assert width >= 1200 and height >= 300
     assert len(png) > 20_000
+
+
+# --------------------------------------------------------------------------
+# 3. the speed benchmark (bench/speed.py, bench/speed/churn.c, bench/speed_report.py)
+# --------------------------------------------------------------------------
+
+import speed  # noqa: E402
+import speed_report  # noqa: E402
+
+SPEED_PATTERNS = [name for name, _, _, _ in speed.C_PATTERNS]
+
+
+@pytest.fixture(scope="module")
+def churn(tmp_path_factory):
+    if not (shutil.which("gcc") or shutil.which("cc")):
+        pytest.fail("gcc is needed to build bench/speed/churn.c", pytrace=False)
+    return measure.build_helper("churn", tmp_path_factory.mktemp("speed-cache"),
+                                source=speed.CHURN_SRC, flags=("-pthread", "-lm"))
+
+
+@pytest.mark.parametrize("pattern", SPEED_PATTERNS)
+def test_churn_check_mode_same_under_glibc_and_myalloc(churn, lib, run, pattern):
+    """Every block filled and verified (--check) under both allocators; the
+    checksum line is the same in both, and the same as without --check (what
+    the timed runs compare)."""
+    args = [pattern, "--pairs", "20000", "--live", "300"]
+    outputs = []
+    for preload, extra in ((False, ["--check"]), (True, ["--check"]), (True, [])):
+        rc, out, err = run(churn, args + extra, preload=preload, timeout=60)
+        assert rc == 0, f"{pattern} {extra} preload={preload}: exit {rc}\n{err[-2000:]}"
+        outputs.append(out)
+    assert outputs[0] == outputs[1] == outputs[2]
+    line = outputs[0].strip()
+    assert line.startswith(f"churn {pattern} threads=") and "checksum=" in line
+    assert len(outputs[0].splitlines()) == 1
+
+
+def test_churn_rejects_bad_arguments(churn, run):
+    for args in (["nope"], ["small", "--pairs", "0"], ["scale-x"], []):
+        rc, _, err = run(churn, args, preload=False, timeout=30)
+        assert rc == 2 and ("usage" in err or "positive" in err or "thread count" in err)
+
+
+def _speed_sample():
+    """Four patterns x four allocators, three runs each; prodcons fails under
+    jemalloc in its second run."""
+    walls = {
+        "small": {"glibc": [1.0, 1.2, 1.1], "myalloc": [0.5, 0.6, 0.55],
+                  "jemalloc": [0.44, 0.40, 0.42], "mimalloc": [0.33, 0.35, 0.30]},
+        "prodcons": {"glibc": [0.5, 0.5, 0.6], "myalloc": [2.0, 2.2, 1.8],
+                     "jemalloc": [0.3], "mimalloc": [0.2, 0.25, 0.15]},
+        "py-json": {"glibc": [1.0, 1.0, 1.0], "myalloc": [1.2, 1.1, 1.3],
+                    "jemalloc": [0.8, 0.9, 0.7], "mimalloc": [0.9, 1.0, 0.95]},
+        "py-ast": {"glibc": [2.0, 2.1, 1.9], "myalloc": [1.5, 1.6, 1.4],
+                   "jemalloc": [1.6, 1.7, 1.8], "mimalloc": [2.5, 2.4, 2.6]},
+    }
+    runs = []
+    for pattern, per in walls.items():
+        for alloc, ws in per.items():
+            for rep, w in enumerate(ws, 1):
+                runs.append({"pattern": pattern, "allocator": alloc, "rep": rep, "ok": True,
+                             "error": None, "status": 0, "wall_s": w, "output": "x"})
+    runs.append({"pattern": "prodcons", "allocator": "jemalloc", "rep": 2, "ok": False,
+                 "error": "exit status 134: double free", "status": 134, "wall_s": 0.1})
+    return {
+        "meta": {"mode": "full", "reps": 3, "started": "2024-01-01 00:00 UTC",
+                 "duration_s": 60, "argv": ["--reps", "3"], "notes": [], "skipped": [],
+                 "machine": {"cpu": "Sample CPU 9000", "cores": 2, "glibc": "glibc 2.36"},
+                 "allocators": [{"name": a, "lib": None, "source": "", "version": "v"}
+                                for a in ("glibc", "myalloc", "jemalloc", "mimalloc")],
+                 "patterns": [{"name": "small", "group": "c"}, {"name": "prodcons", "group": "c"},
+                              {"name": "py-json", "group": "python"},
+                              {"name": "py-ast", "group": "python"}]},
+        "runs": runs,
+        "failures": [{"pattern": "prodcons", "allocator": "jemalloc",
+                      "reason": "run 2: exit status 134: double free"}],
+    }
+
+
+def test_speed_summary_and_ratios():
+    sample = _speed_sample()
+    rows = {(r["pattern"], r["allocator"]): r for r in speed_report.summarize(sample)}
+    assert len(rows) == 16
+    s = rows[("small", "glibc")]
+    assert (s["median_s"], s["min_s"], s["max_s"], s["runs"]) == \
+        (pytest.approx(1.1), 1.0, 1.2, 3)
+    assert rows[("prodcons", "jemalloc")]["status"] == "FAIL"
+    assert rows[("prodcons", "jemalloc")]["median_s"] is None   # the good run is not used
+
+    t = speed_report.speed_table(sample)
+    small, prodcons, pyjson, pyast = t["rows"]
+    assert small["over_myalloc"]["glibc"] == pytest.approx(2.0)
+    assert small["over_myalloc"]["jemalloc"] == pytest.approx(0.42 / 0.55)
+    assert small["best_peer"] == "mimalloc"
+    assert small["my_best"] == pytest.approx(0.55 / 0.33)
+    assert small["my_glibc"] == pytest.approx(0.5)
+    assert prodcons["values"]["jemalloc"] == "FAIL"
+    assert prodcons["over_myalloc"]["jemalloc"] is None
+    assert (prodcons["best_peer"], prodcons["my_best"]) == ("mimalloc", pytest.approx(10.0))
+    assert prodcons["my_glibc"] == pytest.approx(4.0)
+    assert (pyast["best_peer"], pyast["my_best"]) == ("jemalloc", pytest.approx(1.5 / 1.7))
+    c, py = t["geomeans"]["c"], t["geomeans"]["python"]
+    assert c["my_glibc"] == pytest.approx(2 ** 0.5)
+    assert c["my_best"] == pytest.approx((0.55 / 0.33 * 10) ** 0.5)
+    assert c["over_myalloc"]["jemalloc"] == pytest.approx(0.42 / 0.55)   # small only
+    assert py["my_glibc"] == pytest.approx((1.2 * 0.75) ** 0.5)
+    assert py["over_myalloc"]["jemalloc"] == pytest.approx((0.8 / 1.2 * 1.7 / 1.5) ** 0.5)
+
+
+def test_speed_terminal_table_and_files(tmp_path):
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.fail("matplotlib is missing: `pip install -r bench/requirements.txt`",
+                    pytrace=False)
+    text = speed_report.write_all(_speed_sample(), tmp_path)
+    lines = text.splitlines()
+
+    def cells(name):
+        words = name.split()
+        return next(ln for ln in lines if ln.split()[:len(words)] == words).split()
+    assert cells("small")[1:] == ["1.100", "(2.00)", "0.550", "0.420", "(0.76)", "0.330",
+                                  "(0.60)", "1.67", "mimalloc", "0.50"]
+    assert cells("prodcons")[1:] == ["0.500", "(0.25)", "2.000", "FAIL", "0.200", "(0.10)",
+                                     "10.00", "mimalloc", "4.00"]
+    assert cells("geomean Python")[-1] == f"{0.9 ** 0.5:.2f}"
+    assert "This machine has 2 cores" in text and "max(1, N/2)" in text
+    scaled = _speed_sample()
+    scaled["meta"]["patterns"] += [{"name": "scale-2", "group": "c"},
+                                   {"name": "scale-4", "group": "c"}]
+    assert "scale-4 run more threads than cores" in speed_report.cores_note(scaled)
+    assert "not parallel speed-up" in speed_report.cores_note(scaled)
+    assert "prodcons under jemalloc: run 2: exit status 134" in text
+    assert (tmp_path / "table.txt").read_text() == text
+
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert len(data["runs"]) == len(_speed_sample()["runs"]) and len(data["summary"]) == 16
+    with open(tmp_path / "speed.csv") as f:
+        rows = {(r["pattern"], r["allocator"]): r for r in csv.DictReader(f)}
+    assert float(rows[("small", "myalloc")]["median_s"]) == pytest.approx(0.55)
+    assert float(rows[("small", "myalloc")]["over_glibc"]) == pytest.approx(0.5)
+    assert float(rows[("py-ast", "jemalloc")]["over_myalloc"]) == pytest.approx(1.7 / 1.5)
+    assert rows[("prodcons", "jemalloc")]["status"] == "FAIL"
+
+    md = (tmp_path / "REPORT.md").read_text()
+    assert "| small | 1.100 (2.00) | 0.550 | 0.420 (0.76) | 0.330 (0.60) | 1.67 mimalloc " \
+           "| 0.50 |" in md
+    assert "| small | 1.100 [1.000-1.200] | 0.550 [0.500-0.600] |" in md
+    assert "![chart](chart.png)" in md and "Sample CPU 9000" in md
+    assert "This machine has 2 cores" in md and "make bench-speed" in md
+    assert "**prodcons** under **jemalloc**" in md
+    png = (tmp_path / "chart.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_speed_run_checks_outputs_against_glibc(tmp_path):
+    """A run whose output differs from glibc's fails and is reported; the
+    others pass and their folders are removed."""
+    class Args:
+        reps, timeout = 1, 10
+
+    bench = speed.SpeedRun(Args, None, tmp_path)
+    progress = speed.Progress(3, stream=io.StringIO())
+    w = workloads.Workload("small", "c", "", measure.Command(["true"]))
+    done = {}
+    for name, sha in (("myalloc", "aaa"), ("glibc", "aaa"), ("jemalloc", "bbb")):
+        rd = measure.RunDir(tmp_path / name).reset()
+        done[name] = ({"pattern": "small", "allocator": name, "rep": 1, "ok": True,
+                       "error": None, "output": f"line {sha}", "output_sha256": sha}, rd)
+    bench.verify(w, done, progress)
+    assert [r["ok"] for r in bench.runs] == [True, True, False]
+    assert list(bench.failures) == [("small", "jemalloc")]
+    assert "'line bbb' instead of 'line aaa'" in bench.failures[("small", "jemalloc")]
+    assert not (tmp_path / "glibc").exists() and (tmp_path / "jemalloc").exists()
