@@ -67,9 +67,7 @@ fn malloc_locked(size: usize) -> *mut u8 {
     let mut n = n;
     if n <= MID_MAX_GRANULES {
         if let Some(tc) = cache::current() {
-            if let Some(a) = tc.pop_mid(n) {
-                // Counted at its real length (a block may exceed its class size).
-                let m = heap::arena_of(a).and_then(|ar| ar.live_block_at(a).ok()).map_or(n, |(_, m)| m);
+            if let Some((a, m)) = tc.pop_mid(n) {
                 count_alloc(Some(tc), size, m);
                 return a as *mut u8;
             }
@@ -292,8 +290,7 @@ pub fn calloc(count: usize, size: usize) -> *mut u8 {
     let mut n = n;
     if n <= MID_MAX_GRANULES {
         if let Some(t) = tc.as_deref_mut() {
-            if let Some(a) = t.pop_mid(n) {
-                let m = heap::arena_of(a).and_then(|ar| ar.live_block_at(a).ok()).map_or(n, |(_, m)| m);
+            if let Some((a, m)) = t.pop_mid(n) {
                 count_alloc(Some(t), total, m);
                 zero(a, total);
                 return a as *mut u8;

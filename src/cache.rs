@@ -184,7 +184,7 @@ fn mid_class_for_block(n: usize) -> usize {
 
 /// Bytes a mid class may hold at first (at least one block); `scale` grows it as for
 /// the small classes.
-const MID_CLASS_BYTES: usize = 16 << 10;
+const MID_CLASS_BYTES: usize = 64 << 10;
 
 /// Blocks a class may hold at first: `CLASS_BYTES` worth, 8 to 512.
 const MAX_SCALE: u8 = 3;
@@ -222,7 +222,7 @@ const LIST_GRANULES: [u32; LISTS] = {
 };
 
 /// Most a thread may keep cached, all lists together: 1 MiB.
-const BUDGET_GRANULES: usize = (1 << 20) / GRANULE;
+const BUDGET_GRANULES: usize = (4 << 20) / GRANULE;
 
 /// This thread's cache, created on first use; `None` while the thread is exiting.
 #[inline(always)]
@@ -387,10 +387,14 @@ impl ThreadCache {
         }
     }
 
-    /// Pops a block for a mid-size request of `n` granules, if one is cached.
+    /// Pops a block for a mid-size request of `n` granules, if one is cached; returns its
+    /// address and length (as `push_mid` noted it, for the statistics).
     #[inline]
-    pub fn pop_mid(&mut self, n: usize) -> Option<usize> {
-        self.pop(MID_BASE + mid_class_for_request(n))
+    pub fn pop_mid(&mut self, n: usize) -> Option<(usize, usize)> {
+        let addr = self.pop(MID_BASE + mid_class_for_request(n))?;
+        // SAFETY: the block has at least MID_MIN_GRANULES granules; word 2 is its length.
+        let len = unsafe { ((addr + 16) as *const usize).read() };
+        Some((addr, len))
     }
 
     /// The granules a mid-size request of `n` is given when it comes from the heap.
@@ -403,6 +407,8 @@ impl ThreadCache {
     /// `MID_MAX_GRANULES`).
     #[inline]
     pub fn push_mid(&mut self, addr: usize, n: usize) {
+        // SAFETY: the block is the caller's to give up and longer than 24 bytes.
+        unsafe { ((addr + 16) as *mut usize).write(n) };
         self.push(addr, MID_BASE + mid_class_for_block(n));
     }
 
