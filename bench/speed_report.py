@@ -205,6 +205,10 @@ def terminal_report(results, summary=None):
         if kind == "geomean":
             lines.append("")
     lines += ["  " + part for part in _wrap(cores_note(results), 100)]
+    goals = targets(table)
+    lines += ["", f"  Targets (issue 6): {sum(1 for t in goals if t[3])} of {len(goals)} met; "
+              "not met: " + (", ".join(f"{w} {v:.2f} > {lim:.2f}" if v is not None else f"{w} (no run)"
+                                     for w, v, lim, ok in goals if not ok) or "none")]
     fails = results.get("failures", [])
     if fails:
         lines += ["", f"FAILURES ({len(fails)}): not timed"]
@@ -305,6 +309,43 @@ def write_chart(results, table, path):
     plt.close(fig)
 
 
+#: Issue 6's targets: on every C pattern myalloc's time is at most the best
+#: peer's and at most half glibc's; on every Python workload at most glibc's,
+#: and at most 0.9x glibc's as a geometric mean.
+C_TARGETS = {"my_best": 1.0, "my_glibc": 0.5}
+PY_TARGETS = {"my_glibc": 1.0, "geomean_my_glibc": 0.9}
+
+
+def targets(table):
+    """[(what, measured, limit, met)] for every target of issue 6 that this
+    run has the numbers for (a failed or missing run is not met)."""
+    out = []
+    for r in table["rows"]:
+        python = r["group"].lower().startswith("py")
+        limits = {"my_glibc": PY_TARGETS["my_glibc"]} if python else C_TARGETS
+        for key, limit in limits.items():
+            label = "myalloc/best peer" if key == "my_best" else "myalloc/glibc"
+            v = r[key]
+            out.append((f"{r['pattern']}: {label}", v, limit, v is not None and v <= limit))
+    for group, g in table["geomeans"].items():
+        if group.lower().startswith("py"):
+            v = g["my_glibc"]
+            out.append((f"{group} geomean: myalloc/glibc", v,
+                        PY_TARGETS["geomean_my_glibc"], v is not None and v <= PY_TARGETS["geomean_my_glibc"]))
+    return out
+
+
+def targets_markdown(table):
+    rows = targets(table)
+    met = sum(1 for t in rows if t[3])
+    lines = [f"## Targets (issue 6): {met} of {len(rows)} met", "",
+             _md_table(["target", "measured", "limit", "met"],
+                       [[what, "-" if v is None else f"{v:.2f}", f"<= {limit:.2f}",
+                         "yes" if ok else "**no**"] for what, v, limit, ok in rows],
+                       numeric=False), ""]
+    return lines
+
+
 def markdown_report(results, summary, table, chart_name="chart.png"):
     meta = results["meta"]
     m = meta.get("machine", {})
@@ -318,6 +359,7 @@ def markdown_report(results, summary, table, chart_name="chart.png"):
            _md_table(header, [[f"**{c[0]}**" if k == "geomean" else c[0]] + c[1:]
                               for k, c in rows]), "",
            cores_note(results), "", f"![chart]({chart_name})", ""]
+    out += targets_markdown(table)
     for note in meta.get("notes", []):
         out.append(f"- note: {note}")
     out += ["## Wall time in seconds: median [min-max]", "",

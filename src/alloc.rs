@@ -129,6 +129,12 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
     };
     match arena.live_block_at(addr) {
         Ok((g, n)) => {
+            let n = if n == 0 {
+                let _locked = HEAP.lock();
+                arena.live_end(g) - g
+            } else {
+                n
+            };
             // SAFETY: a live block starts here: its first word is readable.
             let first_word = unsafe { (addr as *const u64).read_volatile() };
             if first_word == arena.cached_tag(addr) {
@@ -148,7 +154,8 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
 pub fn free(p: *mut u8) {
     let addr = p as usize;
     if let (Some(tc), Some(arena)) = (cache::current(), heap::arena_of(addr)) {
-        if let Ok((g, n)) = arena.live_block_at(addr) {
+        // n == 0: the block reaches its chunk's end; the slow path measures it.
+        if let Ok((g, n @ 1..)) = arena.live_block_at(addr) {
             if n <= CLASSES && g + n != arena.hi_live() {
                 count_free(Some(&mut *tc), n);
                 tc.push(addr, n);

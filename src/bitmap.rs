@@ -91,6 +91,22 @@ impl ChunkMeta {
         self.bits[w][Plane::Start as usize].load(Acquire)
     }
 
+    /// Word `w` of both planes as one consistent pair `(alloc, start)`. Writers (under the
+    /// arena lock) store one word at a time, so a lock-free reader may load an alloc word
+    /// from before a change and a start word from after it: it re-reads both until
+    /// neither moved in between.
+    #[inline]
+    pub fn pair(&self, w: usize) -> (u64, u64) {
+        loop {
+            let alloc = self.alloc_word(w);
+            let start = self.start_word(w);
+            if self.alloc_word(w) == alloc && self.start_word(w) == start {
+                return (alloc, start);
+            }
+            core::hint::spin_loop();
+        }
+    }
+
     #[inline]
     pub fn test(&self, plane: Plane, g: usize) -> bool {
         (self.word(plane, g >> 6).load(Relaxed) >> (g & 63)) & 1 != 0
@@ -118,10 +134,14 @@ impl ChunkMeta {
     /// First granule in `[from, CHUNK_GRANULES)` whose `start` bit is set or whose
     /// `alloc` bit is clear: the end of a live block that continues at `from`.
     pub fn live_run_end(&self, from: usize) -> Option<usize> {
+        if from >= CHUNK_GRANULES {
+            return None;
+        }
         let mut w = from >> 6;
         let mut skip = span_mask(0, from & 63);
         while w < WORDS {
-            let stop = (self.start_word(w) | !self.alloc_word(w)) & !skip;
+            let (alloc, start) = self.pair(w);
+            let stop = (start | !alloc) & !skip;
             if stop != 0 {
                 return Some((w << 6) + stop.trailing_zeros() as usize);
             }

@@ -18,6 +18,13 @@
 //! * Small requests are placed at the lowest run of free granules that fits, which may
 //!   straddle adjacent buddy-free blocks; whatever is left of them is split back into
 //!   aligned free blocks. `run_hint` of a chunk bounds its longest free run.
+//! * Lock-free readers (`live_block_at`, from `free`) see a writer's changes one word at
+//!   a time. Reading the alloc word before a free and the start word after it would show
+//!   the freed block as the tail of the live block before it, so they read each pair of
+//!   words with `ChunkMeta::pair` (re-read until stable). Writers clear a live granule's
+//!   alloc bit before its start bit and set start bits before alloc bits, so every state
+//!   in between describes the same live blocks. Only the metadata of a live block's own
+//!   chunk may be read without the lock (a trim may free other chunks' metadata).
 //! * Every granule below `top` belongs to a chunk whose `ChunkMeta` exists; the metadata
 //!   blocks are ordinary live blocks inside the arena, so the arena's extent is its whole
 //!   footprint.
@@ -351,14 +358,18 @@ impl Arena {
     /// otherwise `Err(inside)`, `inside` saying whether `addr` lies within a live block.
     /// Reads the two bitmap words of the granule once; a block that ends in the same
     /// word (every block of up to 64 granules that does not cross one) costs nothing more.
+    ///
+    /// Safe without the lock, with one exception: a length of 0 means the block reaches
+    /// the end of its chunk, and its length depends on the next chunk's metadata, which a
+    /// trim may free at any moment; ask `live_end` under the lock. (The block's own
+    /// chunk cannot go away while the block is live.)
     #[inline(always)]
     pub fn live_block_at(&self, addr: usize) -> Result<(usize, usize), bool> {
         let g = self.granule_of(addr);
         let Some(m) = self.meta(g >> CHUNK_SHIFT) else { return Err(false) };
         let w = (g & (CHUNK_GRANULES - 1)) >> 6;
         let b = g & 63;
-        let alloc = m.alloc_word(w);
-        let start = m.start_word(w);
+        let (alloc, start) = m.pair(w);
         let live = (alloc >> b) & 1 != 0;
         if !live || (start >> b) & 1 == 0 || addr & (GRANULE - 1) != 0 {
             return Err(live);
@@ -368,10 +379,15 @@ impl Arena {
         if stop != 0 {
             return Ok((g, 1 + stop.trailing_zeros() as usize));
         }
-        Ok((g, self.live_end(g) - g))
+        let chunk_base = g & !(CHUNK_GRANULES - 1);
+        match m.live_run_end((w + 1) << 6) {
+            Some(x) => Ok((g, chunk_base + x - g)),
+            None => Ok((g, 0)),
+        }
     }
 
-    /// End of the live block that starts at `g` (which must be a live start).
+    /// End of the live block that starts at `g` (which must be a live start). Reads the
+    /// metadata of the chunks after g's: call it with the lock held.
     #[inline(never)]
     pub fn live_end(&self, g: usize) -> usize {
         let top = self.top();
@@ -1086,9 +1102,9 @@ impl Arena {
             // Clear what the retained chunks record above the tail.
             let clear_end = top.min(keep_chunks << CHUNK_SHIFT);
             if tail < clear_end {
+                // Alloc bits first (see "Lock-free readers" at the top).
+                self.assign(Plane::Alloc, tail, clear_end, false);
                 self.assign(Plane::Start, tail, clear_end, false);
-                let metas_cleared = self.assign(Plane::Alloc, tail, clear_end, false);
-                let _ = metas_cleared;
             }
             self.top.store(new_top, Release);
             for c in keep_chunks..old_chunks {

@@ -256,10 +256,14 @@ impl Heap {
         }
     }
 
-    /// Granules of the live block that starts at `addr`, if one does.
+    /// Granules of the live block that starts at `addr`, if one does (the lock is held,
+    /// so a block running into the next chunk can be measured).
     pub fn live_granules(&mut self, addr: usize) -> Option<usize> {
         let arena = self.arena_mut(addr)?;
-        arena.live_block_at(addr).ok().map(|(_, n)| n)
+        match arena.live_block_at(addr).ok()? {
+            (g, 0) => Some(arena.live_end(g) - g),
+            (_, n) => Some(n),
+        }
     }
 
     /// Returns free memory to the kernel: trims every arena's top and releases the free
