@@ -71,7 +71,7 @@ fn malloc_locked(size: usize) -> *mut u8 {
                 count_alloc(Some(tc), size, m);
                 return a as *mut u8;
             }
-            n = ThreadCache::mid_rounded(n);
+            n = tc.mid_missed(n);
         }
     }
     let got = HEAP.lock().alloc(n, 1);
@@ -302,7 +302,7 @@ pub fn calloc(count: usize, size: usize) -> *mut u8 {
                 zero(a, total);
                 return a as *mut u8;
             }
-            n = ThreadCache::mid_rounded(n);
+            n = t.mid_missed(n);
         }
     }
     let got = HEAP.lock().alloc_maybe_zero(n);

@@ -91,10 +91,14 @@ pub struct ThreadCache {
     heads: [*mut CachedHeader; LISTS],
     counts: [u32; LISTS],
     /// Class `n` may hold `LIMITS[n] << scale[n]` blocks and refills `scale`-times more
-    /// at once: a class that overflows doubles both (up to `MAX_SCALE`), so that a
+    /// at once: a class that overflows after a refill doubles both (up to `MAX_SCALE`), so that a
     /// program whose frees and mallocs of a size swing widely stops shuttling blocks
     /// through the buddy, while one that only allocates keeps the small default.
     scale: [u8; LISTS],
+    /// Class `n` refilled since it last overflowed: only a class that swings between
+    /// empty and full grows (a thread that only frees, like a consumer, keeps flushing
+    /// small batches, which fit the transfer lists).
+    refilled: [bool; LISTS],
     /// Granules on all lists (mid-size blocks at their class size): kept by push and
     /// pop, recounted by the slow paths. At most `BUDGET_GRANULES` after a push.
     cached: usize,
@@ -397,10 +401,13 @@ impl ThreadCache {
         Some((addr, len))
     }
 
-    /// The granules a mid-size request of `n` is given when it comes from the heap.
+    /// The granules a mid-size request of `n` is given when it comes from the heap (the
+    /// cache had none): that counts as the class's refill.
     #[inline]
-    pub fn mid_rounded(n: usize) -> usize {
-        mid_size(mid_class_for_request(n))
+    pub fn mid_missed(&mut self, n: usize) -> usize {
+        let c = mid_class_for_request(n);
+        self.refilled[MID_BASE + c] = true;
+        mid_size(c)
     }
 
     /// Parks the live mid-size block at `addr` (`n` granules, `MID_MIN_GRANULES` to
@@ -422,6 +429,7 @@ impl ThreadCache {
     /// and caches the others.
     #[cold]
     pub fn refill(&mut self, n: usize) -> Option<usize> {
+        self.refilled[n] = true;
         let taken = sys::keep_errno(|| {
             let mut h = HEAP.lock();
             let t = &mut registry(&mut h).transfer[n];
@@ -478,9 +486,10 @@ impl ThreadCache {
             return;
         }
         self.flush(n, limit / 2);
-        if self.scale[n] < MAX_SCALE {
+        if self.refilled[n] && self.scale[n] < MAX_SCALE {
             self.scale[n] += 1;
         }
+        self.refilled[n] = false;
     }
 
     /// Trims class `n` to its `keep` oldest blocks. The newer ones (just written, so the
