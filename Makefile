@@ -1,9 +1,10 @@
 # myalloc: build, test and benchmark from one place.
 #
-#   make bench        - build, then the full benchmark suite (about 10 minutes on 2 cores)
-#   make bench-quick  - one repetition on smaller inputs (under 3 minutes)
-#   make bench-speed  - speed only: allocation patterns (bench/speed/churn.c) and the
-#                       Python workloads, 3 repetitions (about 10 minutes on 2 cores)
+#   make bench        - build, then the full benchmark suite and the speed benchmark
+#                       (about 16 minutes on 2 cores)
+#   make bench-quick  - both, one repetition on smaller inputs (about 3 minutes)
+#   make bench-speed  - the speed benchmark only: allocation patterns (bench/speed/churn.c) and the
+#                       Python workloads, 3 repetitions (about 6 minutes on 2 cores)
 #   make bench-speed-quick - half the work, small Python inputs, one repetition (~1 minute)
 #   make test         - Rust unit/model tests, the C/C++/real-program suite under
 #                       LD_PRELOAD, the Python package's tests and the linters
@@ -87,11 +88,14 @@ bench-deps: $(PYTHON)
 	-bash scripts/install-system-deps.sh peers
 	$(PIP) install -r bench/requirements.txt
 
+# make bench runs both: the suite of real programs, then the speed benchmark.
 bench: bench-deps
 	$(PYTHON) bench/run.py --out bench/results $(BENCH_ARGS)
+	$(PYTHON) bench/speed.py --out bench/results-speed $(SPEED_ARGS)
 
 bench-quick: bench-deps
 	$(PYTHON) bench/run.py --quick --out bench/results-quick $(BENCH_ARGS)
+	$(PYTHON) bench/speed.py --quick --out bench/results-speed-quick $(SPEED_ARGS)
 
 #   make bench-speed SPEED_ARGS="--only small,mixed,prodcons --allocators myalloc,mimalloc"
 bench-speed: bench-deps

@@ -60,6 +60,17 @@
               "$@"
           '');
         };
+        # nix run .#bench-speed -- --quick --out results-speed
+        bench-speed = {
+          type = "app";
+          program = toString (pkgs.writeShellScript "myalloc-bench-speed" ''
+            export PATH=${pkgs.lib.makeBinPath [ pkgs.gcc ]}:$PATH
+            exec ${pkgs.python3.withPackages (p: [ p.matplotlib ])}/bin/python ${src}/bench/speed.py \
+              --myalloc ${self.packages.${pkgs.system}.default}/lib/libmyalloc.so \
+              --allocators glibc,myalloc,jemalloc=${pkgs.jemalloc}/lib/libjemalloc.so,mimalloc=${pkgs.mimalloc}/lib/libmimalloc.so,tcmalloc=${pkgs.gperftools}/lib/libtcmalloc_minimal.so \
+              "$@"
+          '');
+        };
       });
 
       devShells = forAll (pkgs: {

@@ -403,6 +403,26 @@ def write_chart(results, summary, path):
     plt.close(fig)
 
 
+def results_meta(args, stamp, duration_s, machine_info, allocators, skipped, key, items,
+                 notes, argv):
+    """The "meta" part of results.json, shared by bench/run.py (key "workloads") and
+    bench/speed.py (key "patterns")."""
+    return {
+        "mode": "quick" if args.quick else "full",
+        "reps": args.reps,
+        "started": stamp,
+        "duration_s": duration_s,
+        "machine": machine_info,
+        "allocators": [{"name": a.name, "lib": a.lib, "source": a.source,
+                        "version": a.version} for a in allocators],
+        "skipped": [list(s) for s in skipped],
+        key: [{"name": w.name, "group": w.group, "description": w.description,
+               "command": w.display_command()} for w in items],
+        "notes": notes,
+        "argv": argv,
+    }
+
+
 def _md_table(header, rows, numeric=True):
     """A GitHub table; numeric tables right-align every column but the first."""
     out = ["| " + " | ".join(header) + " |",

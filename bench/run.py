@@ -234,20 +234,10 @@ def main(argv=None):
     progress.close()
 
     results = {
-        "meta": {
-            "mode": "quick" if args.quick else "full",
-            "reps": args.reps,
-            "started": start_stamp,
-            "duration_s": time.monotonic() - started,
-            "machine": machine.describe(python),
-            "allocators": [{"name": a.name, "lib": a.lib, "source": a.source,
-                            "version": a.version} for a in allocators],
-            "skipped": [list(s) for s in skipped],
-            "workloads": [{"name": w.name, "group": w.group, "description": w.description,
-                           "command": w.display_command()} for w in workloads],
-            "notes": notes,
-            "argv": sys.argv[1:] if argv is None else list(argv),
-        },
+        "meta": report.results_meta(
+            args, start_stamp, time.monotonic() - started, machine.describe(python),
+            allocators, skipped, "workloads", workloads, notes,
+            sys.argv[1:] if argv is None else list(argv)),
         "runs": bench.runs,
         "failures": [{"workload": w, "allocator": a, "reason": r}
                      for (w, a), r in bench.failures.items()],

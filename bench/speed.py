@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import allocators as alloc_mod  # noqa: E402
 import machine  # noqa: E402
+import report  # noqa: E402
 import speed_report  # noqa: E402
 from measure import Command, MeasureError, RunDir, build_helper, timed_run  # noqa: E402
 from progress import Progress  # noqa: E402
@@ -54,8 +55,9 @@ CHURN_SRC = BENCH_DIR / "speed" / "churn.c"
 #: * scale-N: a fixed 3M pairs on 20,000 live blocks per thread; scale-8 does
 #:   8 times scale-1's work (several seconds under glibc: 8 threads on 2 cores
 #:   evict each other's caches, so it costs more than 4 times scale-2).
-#: Quick counts are half the pairs (same live counts, so the same heap shapes).
-#: A full run (3 rounds, 5 allocators) takes about 10 minutes here, quick ~1.
+#: Quick counts are half the pairs (small: 2M), with the same live counts, so the
+#: same heap shapes.
+#: A full run (3 rounds, 5 allocators) takes about 6 minutes here, quick ~1.
 C_PATTERNS = [
     ("small", "1 thread: {live:,} live blocks of 8-256 B (uniform); {pairs} pairs of "
               "free + malloc of a random slot", (30_000_000, 100_000), (2_000_000, 100_000)),
@@ -254,20 +256,10 @@ def main(argv=None):
     progress.close()
 
     results = {
-        "meta": {
-            "mode": "quick" if args.quick else "full",
-            "reps": args.reps,
-            "started": stamp,
-            "duration_s": time.monotonic() - started,
-            "machine": machine.describe(python),
-            "allocators": [{"name": a.name, "lib": a.lib, "source": a.source,
-                            "version": a.version} for a in allocators],
-            "skipped": [list(s) for s in skipped],
-            "patterns": [{"name": w.name, "group": w.group, "description": w.description,
-                          "command": w.display_command()} for w in patterns],
-            "notes": notes,
-            "argv": sys.argv[1:] if argv is None else list(argv),
-        },
+        "meta": report.results_meta(
+            args, stamp, time.monotonic() - started, machine.describe(python),
+            allocators, skipped, "patterns", patterns, notes,
+            sys.argv[1:] if argv is None else list(argv)),
         "runs": bench.runs,
         "failures": [{"pattern": p, "allocator": a, "reason": r}
                      for (p, a), r in bench.failures.items()],
