@@ -147,8 +147,8 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
     }
 }
 
-/// Frees the block at `p` (non-null). The fast path: a small block that is not the
-/// highest live block goes to the thread cache; the bitmaps are read, the block only
+/// Frees the block at `p` (non-null). The fast path: a block of up to 64 KiB that is not
+/// the highest live block goes to the thread cache; the bitmaps are read, the block only
 /// written.
 #[inline]
 pub fn free(p: *mut u8) {
@@ -156,15 +156,17 @@ pub fn free(p: *mut u8) {
     if let (Some(tc), Some(arena)) = (cache::current(), heap::arena_of(addr)) {
         // n == 0: the block reaches its chunk's end; the slow path measures it.
         if let Ok((g, n @ 1..)) = arena.live_block_at(addr) {
-            if n <= CLASSES && g + n != arena.hi_live() {
-                count_free(Some(&mut *tc), n);
-                tc.push(addr, n);
-                return;
-            }
-            if (MID_MIN_GRANULES..=MID_MAX_GRANULES).contains(&n) {
-                count_free(Some(&mut *tc), n);
-                tc.push_mid(addr, n);
-                return;
+            if g + n != arena.hi_live() {
+                if n <= CLASSES {
+                    count_free(Some(&mut *tc), n);
+                    tc.push(addr, n);
+                    return;
+                }
+                if (MID_MIN_GRANULES..=MID_MAX_GRANULES).contains(&n) {
+                    count_free(Some(&mut *tc), n);
+                    tc.push_mid(addr, n);
+                    return;
+                }
             }
         }
     }
@@ -177,10 +179,15 @@ fn free_slow(p: *mut u8) {
     let b = lookup_live(p, "free");
     let mut tc = cache::current();
     count_free(tc.as_deref_mut(), b.n);
-    if b.n <= CLASSES {
+    let mid = (MID_MIN_GRANULES..=MID_MAX_GRANULES).contains(&b.n);
+    if b.n <= CLASSES || mid {
         if let Some(tc) = tc {
             if b.g + b.n != b.arena.hi_live() || !top_release_pays(b.arena, b.g) {
-                tc.push(b.addr, b.n);
+                if mid {
+                    tc.push_mid(b.addr, b.n);
+                } else {
+                    tc.push(b.addr, b.n);
+                }
                 return;
             }
             // The highest live block, with enough free or cached memory below it that
