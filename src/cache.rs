@@ -1,6 +1,7 @@
-//! Per-thread caches of small blocks (1 to 64 granules, up to 1 KiB) in front of the
-//! heap: malloc pops and free pushes without taking the heap lock and without reading
-//! the block.
+//! Per-thread caches in front of the heap: small blocks (1 to 64 granules, up to 1 KiB)
+//! by exact size, mid-size blocks (up to 64 KiB) by size class, and per-class transfer
+//! lists between threads. malloc pops and free pushes without taking the heap lock and
+//! without reading the block.
 //!
 //! Invariants:
 //! * A cached block stays live in the bitmaps (`alloc=1`) and carries a [`CachedHeader`]
@@ -8,8 +9,11 @@
 //!   link of its class list. A block carries the tag exactly while it is on a list:
 //!   `pop` and `give_back` clear it before the block is handed out or returned to the
 //!   buddy.
-//! * Each class list is LIFO (the most recently freed block of a size is the next one
-//!   handed out) and `counts[n]` nodes long; the last node links to null.
+//! * Each list is LIFO (the most recently freed block of a size is the next one handed
+//!   out) and `counts[n]` nodes long; the last node links to null. A mid-size block also
+//!   keeps its length in its third word.
+//! * `cached` is the granules on all lists (mid-size blocks at their class size), at
+//!   most `BUDGET_GRANULES` after any push.
 //! * Only the owning thread touches a cache's lists; other threads read its counters
 //!   (atomics written by the owner only) when statistics are gathered under the heap lock.
 //! * Every live cache is on the list rooted at `REGISTRY.head` (guarded by the heap lock).
