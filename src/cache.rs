@@ -194,9 +194,10 @@ fn mid_class_for_block(n: usize) -> usize {
 /// the small classes.
 const MID_CLASS_BYTES: usize = 64 << 10;
 
-/// Blocks a class may hold at first: `CLASS_BYTES` worth, 8 to 512.
+/// A class may grow to `LIMITS[n] << MAX_SCALE` blocks.
 const MAX_SCALE: u8 = 3;
-const MAX_LIMIT: usize = 512 << MAX_SCALE;
+/// Blocks a class may hold at first: `CLASS_BYTES` worth, 8 to 512 (small classes), or
+/// `MID_CLASS_BYTES` worth, at least one (mid classes).
 const LIMITS: [u32; LISTS] = {
     let mut l = [0u32; LISTS];
     let mut n = 1;
@@ -541,15 +542,13 @@ impl ThreadCache {
     /// Checks every list of this cache: each node tagged, each list as long as its
     /// count. A block freed twice and not reused since is found here at exit.
     pub fn verify(&self) {
-        let mut seen = [0usize; MAX_LIMIT + 1];
         for n in 1..LISTS {
+            let count = self.counts[n] as usize;
             let mut cur = self.heads[n];
-            let count = core::cmp::min(self.counts[n] as usize, MAX_LIMIT + 1);
-            for slot in seen[..count].iter_mut() {
+            for _ in 0..count {
                 if cur.is_null() {
                     report::internal("thread cache list shorter than its count");
                 }
-                *slot = cur as usize;
                 // SAFETY: list nodes are cached blocks of this cache.
                 unsafe {
                     if (*cur).tag != self.tag(cur as usize) {
@@ -559,13 +558,38 @@ impl ThreadCache {
                 }
             }
             if !cur.is_null() {
-                // A block pushed twice made the list a cycle: name the block.
-                let nodes = &mut seen[..count];
-                nodes.sort_unstable();
-                let twice = nodes.windows(2).find(|w| w[0] == w[1]).map_or(cur as usize, |w| w[0]);
-                report::misuse("free", Misuse::DoubleFree, twice);
+                // A block pushed twice made the list a cycle: name the block (a second,
+                // quadratic walk, only on this error path; no stack array, as exit may
+                // run on a small thread stack).
+                report::misuse("free", Misuse::DoubleFree, self.repeated_node(n).unwrap_or(cur as usize));
             }
         }
+    }
+
+    /// The first node of list `n` that appears again within its first `counts[n] + 1`
+    /// nodes.
+    fn repeated_node(&self, n: usize) -> Option<usize> {
+        let count = self.counts[n] as usize;
+        let mut a = self.heads[n];
+        for i in 0..=count {
+            let mut b = a;
+            for _ in i + 1..=count {
+                // SAFETY: the walk in `verify` showed these first count+1 links non-null.
+                b = unsafe { (*b).next };
+                if b.is_null() {
+                    break;
+                }
+                if b == a {
+                    return Some(a as usize);
+                }
+            }
+            // SAFETY: as above.
+            a = unsafe { (*a).next };
+            if a.is_null() {
+                return None;
+            }
+        }
+        None
     }
 }
 
