@@ -64,24 +64,28 @@ pub fn malloc(size: usize) -> *mut u8 {
 #[cold]
 fn malloc_locked(size: usize) -> *mut u8 {
     let Some(n) = granules(size) else { return ptr::null_mut() };
+    alloc_beyond_small(size, n).map_or(ptr::null_mut(), |(a, _)| a as *mut u8)
+}
+
+/// Allocates `n` granules (for `size` bytes) when the small-block cache cannot: from the
+/// mid-size cache, else from the heap (a mid-size request rounded up to its class).
+/// Returns the address and whether the block is known to be zero.
+fn alloc_beyond_small(size: usize, n: usize) -> Option<(usize, bool)> {
+    let mut tc = cache::current();
     let mut n = n;
-    if n <= MID_MAX_GRANULES {
-        if let Some(tc) = cache::current() {
-            if let Some((a, m)) = tc.pop_mid(n) {
-                count_alloc(Some(tc), size, m);
-                return a as *mut u8;
+    if n > CLASSES && n <= MID_MAX_GRANULES {
+        if let Some(t) = tc.as_deref_mut() {
+            if let Some((a, m)) = t.pop_mid(n) {
+                count_alloc(Some(t), size, m);
+                return Some((a, false));
             }
-            n = tc.mid_missed(n);
+            n = t.mid_missed(n);
         }
     }
-    let got = HEAP.lock().alloc(n, 1);
-    match got {
-        Some(a) => {
-            count_alloc(cache::current(), size, n);
-            a as *mut u8
-        }
-        None => ptr::null_mut(),
-    }
+    let got = HEAP.lock().alloc_maybe_zero(n);
+    let (a, fresh) = got?;
+    count_alloc(tc, size, n);
+    Some((a, fresh))
 }
 
 /// Allocates `size` bytes at a multiple of `align` (a power of two).
@@ -300,21 +304,7 @@ pub fn calloc(count: usize, size: usize) -> *mut u8 {
         }
         None => return ptr::null_mut(),
     };
-    let mut tc = cache::current();
-    let mut n = n;
-    if n <= MID_MAX_GRANULES {
-        if let Some(t) = tc.as_deref_mut() {
-            if let Some((a, m)) = t.pop_mid(n) {
-                count_alloc(Some(t), total, m);
-                zero(a, total);
-                return a as *mut u8;
-            }
-            n = t.mid_missed(n);
-        }
-    }
-    let got = HEAP.lock().alloc_maybe_zero(n);
-    let Some((a, fresh)) = got else { return ptr::null_mut() };
-    count_alloc(tc, total, n);
+    let Some((a, fresh)) = alloc_beyond_small(total, n) else { return ptr::null_mut() };
     if !fresh {
         zero(a, total);
     }
