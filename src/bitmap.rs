@@ -42,9 +42,6 @@ pub struct ChunkMeta {
     pub dirty: AtomicU32,
     /// The chunk this metadata describes (lets trimming recognise metadata blocks).
     pub chunk: AtomicU32,
-    /// Upper bound on the longest run of free granules in this chunk: set when a run
-    /// search fails, reset by any free here. Changed under the arena lock.
-    pub run_hint: AtomicU32,
 }
 
 pub const META_BYTES: usize = core::mem::size_of::<ChunkMeta>();
@@ -281,7 +278,7 @@ mod tests {
 
     #[test]
     fn meta_is_small() {
-        assert_eq!(META_BYTES, 1104);
+        assert_eq!(META_BYTES, 1096);
         assert_eq!(META_GRANULES, 69);
     }
 

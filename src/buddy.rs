@@ -17,7 +17,7 @@
 //!   [`CachedHeader`] tells the cache and the misuse checks that it is not the user's.
 //! * Small requests are placed at the lowest run of free granules that fits, which may
 //!   straddle adjacent buddy-free blocks; whatever is left of them is split back into
-//!   aligned free blocks. `run_hint` of a chunk bounds its longest free run.
+//!   aligned free blocks. `DirEntry::run_hint` bounds a chunk's longest free run.
 //! * Lock-free readers (`live_block_at`, from `free`) see a writer's changes one word at
 //!   a time. Reading the alloc word before a free and the start word after it would show
 //!   the freed block as the tail of the live block before it, so they read each pair of
@@ -42,6 +42,11 @@ pub struct DirEntry {
     pub meta: AtomicU32,
     /// Bit k: a buddy-free block of order k starts in this chunk.
     pub mask: u32,
+    /// Upper bound on the longest run of free granules in this chunk: set when a run
+    /// search fails, raised by any free here, `u32::MAX` for a new chunk. Kept here, not
+    /// in the chunk's metadata, so that a search skips a chunk without touching it.
+    /// Changed under the arena lock (atomic only so that shared references suffice).
+    pub run_hint: AtomicU32,
 }
 
 #[repr(C)]
@@ -125,6 +130,9 @@ pub struct Arena {
     pub limit: usize,
     dir: *mut DirEntry,
     groups: *mut u32,
+    /// Per group of 64 chunks, an upper bound on the longest free run in any of them
+    /// (the largest of their `run_hint`s): a run search skips a whole group below it.
+    group_runs: *mut u32,
     pub source: Source,
     key: u64,
     /// Bytes freed since the last purge of dirty chunks.
@@ -175,6 +183,7 @@ impl Arena {
             limit: 0,
             dir: core::ptr::null_mut(),
             groups: core::ptr::null_mut(),
+            group_runs: core::ptr::null_mut(),
             source: Source::Brk,
             key: 0,
             dirty_bytes: 0,
@@ -199,7 +208,7 @@ impl Arena {
     /// Bytes of directory needed for an arena of `limit` granules.
     pub const fn directory_bytes(limit: usize) -> usize {
         let chunks = limit.div_ceil(CHUNK_GRANULES);
-        chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 4
+        chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 8
     }
 
     /// An empty arena at `base` (page aligned) describing at most `limit` granules, with
@@ -217,6 +226,7 @@ impl Arena {
             limit: core::cmp::min(limit, 1usize << MAX_ORDER),
             dir: dir_mem as *mut DirEntry,
             groups: dir_mem.add(chunks * core::mem::size_of::<DirEntry>()) as *mut u32,
+            group_runs: dir_mem.add(chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 4) as *mut u32,
             source,
             key,
             dirty_bytes: 0,
@@ -492,10 +502,11 @@ impl Arena {
         unsafe { self.header(g).write(FreeHeader { tag: self.free_tag(g), order: k as u64 }) };
         // The run holding this block joins at most two runs that were each no longer
         // than the old bound.
-        let hint = &self.meta_of(g).run_hint;
+        let hint = &self.dir(g >> CHUNK_SHIFT).run_hint;
         let old = hint.load(Relaxed) as usize;
-        let bound = old.saturating_mul(2).saturating_add(1 << k).min(u32::MAX as usize);
-        hint.store(bound as u32, Relaxed);
+        let bound = old.saturating_mul(2).saturating_add(1 << k).min(u32::MAX as usize) as u32;
+        hint.store(bound, Relaxed);
+        self.raise_group_run(g >> CHUNK_SHIFT, bound);
         self.assign(Plane::Start, g, g + 1, true);
         self.count_add(g, k);
     }
@@ -738,23 +749,63 @@ impl Arena {
     }
 
     /// Lowest run of `n` free granules within one chunk, starting at or after `from`.
+    /// Chunks (and groups of 64 chunks) whose run bound is below `n` are skipped without
+    /// touching their metadata; a failed search lowers the bounds it proved.
     fn find_run(&self, n: usize, from: usize) -> Option<usize> {
         let top = self.top();
+        let chunks = top.div_ceil(CHUNK_GRANULES);
+        let first = from >> CHUNK_SHIFT;
         // A run of n granules contains an aligned free block of at least this order.
         let min_order = (usize::BITS - 1 - (n + 1).leading_zeros()) as usize - 1;
-        self.scan_chunks(from >> CHUNK_SHIFT, !0u32 << min_order, |c| {
-            let m = self.meta(c)?;
-            if (m.run_hint.load(Relaxed) as usize) < n {
-                return None;
+        let want = !0u32 << min_order;
+        let mut grp = first >> 6;
+        while grp << 6 < chunks {
+            // SAFETY: grp is within the directory; the owner's lock is held.
+            let group_run = unsafe { &mut *self.group_runs.add(grp) };
+            if *group_run as usize >= n {
+                let lo = core::cmp::max(grp << 6, first);
+                let hi = core::cmp::min((grp + 1) << 6, chunks);
+                let mut longest = 0;
+                for c in lo..hi {
+                    let d = self.dir(c);
+                    let mut hint = d.run_hint.load(Relaxed);
+                    if hint as usize >= n {
+                        let start = if c == first { from & (CHUNK_GRANULES - 1) } else { 0 };
+                        if d.mask & want != 0 {
+                            if let Some(m) = self.meta(c) {
+                                let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
+                                if let Some(i) = m.find_free_run(n, start, limit) {
+                                    return Some((c << CHUNK_SHIFT) + i);
+                                }
+                            }
+                        }
+                        // No run of n here (without a free block of min_order there is
+                        // none at all).
+                        if start == 0 {
+                            hint = (n - 1) as u32;
+                            d.run_hint.store(hint, Relaxed);
+                        }
+                    }
+                    longest = core::cmp::max(longest, hint);
+                }
+                if lo == grp << 6 {
+                    *group_run = longest;
+                }
             }
-            let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
-            let start = if c == from >> CHUNK_SHIFT { from & (CHUNK_GRANULES - 1) } else { 0 };
-            let hit = m.find_free_run(n, start, limit);
-            if hit.is_none() && start == 0 {
-                m.run_hint.store((n - 1) as u32, Relaxed);
+            grp += 1;
+        }
+        None
+    }
+
+    /// Raises the run bound of chunk `c`'s group to at least `bound`.
+    fn raise_group_run(&self, c: usize, bound: u32) {
+        // SAFETY: the group index is within the directory; the owner's lock is held.
+        unsafe {
+            let r = self.group_runs.add(c >> 6);
+            if *r < bound {
+                *r = bound;
             }
-            hit.map(|i| (c << CHUNK_SHIFT) + i)
-        })
+        }
     }
 
     /// Like [`alloc`](Self::alloc) but never grows the arena.
@@ -1017,8 +1068,9 @@ impl Arena {
                 core::ptr::write_bytes(self.addr(at) as *mut u8, 0, META_BYTES);
                 let m = &*(self.addr(at) as *const ChunkMeta);
                 m.chunk.store(c as u32, Relaxed);
-                m.run_hint.store(u32::MAX, Relaxed);
             }
+            self.dir(c).run_hint.store(u32::MAX, Relaxed);
+            self.raise_group_run(c, u32::MAX);
             self.dir(c).meta.store(at as u32 + 1, Release);
         }
         self.top.store(new_top, Release);

@@ -230,8 +230,10 @@ const LIST_GRANULES: [u32; LISTS] = {
     t
 };
 
-/// Most a thread may keep cached, all lists together: 1 MiB.
-const BUDGET_GRANULES: usize = (4 << 20) / GRANULE;
+/// Most a thread may keep cached, all lists together: 8 MiB (past it, every list gives
+/// up half: a smaller budget made the mixed-size pattern flush its mid-size lists
+/// to the buddy again and again).
+const BUDGET_GRANULES: usize = (8 << 20) / GRANULE;
 
 /// This thread's cache, created on first use; `None` while the thread is exiting.
 #[inline(always)]
