@@ -8,7 +8,7 @@ use core::ptr;
 
 use crate::bitmap::{Plane, GRANULE, GRANULE_SHIFT, MAX_ORDER};
 use crate::buddy::Arena;
-use crate::cache::{self, bump, shift, ThreadCache, CLASSES, MID_MAX_GRANULES, MID_MIN_GRANULES};
+use crate::cache::{self, bump, ThreadCache, CLASSES, MID_MAX_GRANULES, MID_MIN_GRANULES};
 use crate::heap::{self, HEAP};
 use crate::report::{self, Misuse};
 use crate::sys;
@@ -28,33 +28,32 @@ pub fn granules(size: usize) -> Option<usize> {
     }
 }
 
+// Bytes in use are not counted per call: statistics derive them from the heap's live
+// granules minus what the thread caches hold.
 #[inline(always)]
-fn count_alloc(tc: Option<&mut ThreadCache>, size: usize, n: usize) {
+fn count_alloc(tc: Option<&mut ThreadCache>, size: usize) {
     if let Some(tc) = tc {
         let c = &tc.counters;
         bump(&c.malloc, 1);
         bump(&c.requested, size as u64);
-        shift(&c.in_use, (n << GRANULE_SHIFT) as i64);
     }
 }
 
 #[inline(always)]
-fn count_free(tc: Option<&mut ThreadCache>, n: usize) {
+fn count_free(tc: Option<&mut ThreadCache>) {
     if let Some(tc) = tc {
-        let c = &tc.counters;
-        bump(&c.free, 1);
-        shift(&c.in_use, -((n << GRANULE_SHIFT) as i64));
+        bump(&tc.counters.free, 1);
     }
 }
 
 /// Allocates `size` bytes; null when the heap is exhausted or the size is impossible.
-#[inline]
+#[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
     if size <= CLASSES * GRANULE {
         if let Some(tc) = cache::current() {
             let n = core::cmp::max(1, (size + GRANULE - 1) >> GRANULE_SHIFT);
             let Some(a) = tc.pop(n).or_else(|| tc.refill(n)) else { return ptr::null_mut() };
-            count_alloc(Some(tc), size, n);
+            count_alloc(Some(tc), size);
             return a as *mut u8;
         }
     }
@@ -75,8 +74,8 @@ fn alloc_beyond_small(size: usize, n: usize) -> Option<(usize, bool)> {
     let mut n = n;
     if n > CLASSES && n <= MID_MAX_GRANULES {
         if let Some(t) = tc.as_deref_mut() {
-            if let Some((a, m)) = t.pop_mid(n) {
-                count_alloc(Some(t), size, m);
+            if let Some(a) = t.pop_mid(n) {
+                count_alloc(Some(t), size);
                 return Some((a, false));
             }
             n = t.mid_missed(n);
@@ -84,7 +83,7 @@ fn alloc_beyond_small(size: usize, n: usize) -> Option<(usize, bool)> {
     }
     let got = HEAP.lock().alloc_maybe_zero(n);
     let (a, fresh) = got?;
-    count_alloc(tc, size, n);
+    count_alloc(tc, size);
     Some((a, fresh))
 }
 
@@ -105,7 +104,7 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
             if let Some(t) = tc.as_deref_mut() {
                 bump(&t.counters.memalign, 1);
             }
-            count_alloc(tc, size, n);
+            count_alloc(tc, size);
             a as *mut u8
         }
         None => ptr::null_mut(),
@@ -154,7 +153,7 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
 /// Frees the block at `p` (non-null). The fast path: a block of up to 64 KiB that is not
 /// the highest live block goes to the thread cache; the bitmaps are read, the block only
 /// written.
-#[inline]
+#[inline(always)]
 pub fn free(p: *mut u8) {
     let addr = p as usize;
     if let (Some(tc), Some(arena)) = (cache::current(), heap::arena_of(addr)) {
@@ -162,12 +161,12 @@ pub fn free(p: *mut u8) {
         if let Ok((g, n @ 1..)) = arena.live_block_at(addr) {
             if g + n != arena.hi_live() {
                 if n <= CLASSES {
-                    count_free(Some(&mut *tc), n);
+                    count_free(Some(&mut *tc));
                     tc.push(addr, n);
                     return;
                 }
                 if (MID_MIN_GRANULES..=MID_MAX_GRANULES).contains(&n) {
-                    count_free(Some(&mut *tc), n);
+                    count_free(Some(&mut *tc));
                     tc.push_mid(addr, n);
                     return;
                 }
@@ -182,7 +181,7 @@ pub fn free(p: *mut u8) {
 fn free_slow(p: *mut u8) {
     let b = lookup_live(p, "free");
     let mut tc = cache::current();
-    count_free(tc.as_deref_mut(), b.n);
+    count_free(tc.as_deref_mut());
     let mid = (MID_MIN_GRANULES..=MID_MAX_GRANULES).contains(&b.n);
     if b.n <= CLASSES || mid {
         if let Some(tc) = tc {
@@ -254,10 +253,6 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             if let Some(arena) = h.arena_mut(b.addr) {
                 arena.shrink_in_place(b.g, b.n, m);
             }
-            drop(h);
-            if let Some(c) = cache::counters() {
-                shift(&c.in_use, -(((b.n - m) << GRANULE_SHIFT) as i64));
-            }
         }
         return p;
     }
@@ -269,9 +264,6 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         }
     };
     if grown {
-        if let Some(c) = cache::counters() {
-            shift(&c.in_use, ((m - b.n) << GRANULE_SHIFT) as i64);
-        }
         return p;
     }
     let q = malloc(size);

@@ -10,8 +10,7 @@
 //!   `pop` and `give_back` clear it before the block is handed out or returned to the
 //!   buddy.
 //! * Each list is LIFO (the most recently freed block of a size is the next one handed
-//!   out) and `counts[n]` nodes long; the last node links to null. A mid-size block also
-//!   keeps its length in its third word.
+//!   out) and `counts[n]` nodes long, at most `limits[n]`; the last node links to null.
 //! * `cached` is the granules on all lists (mid-size blocks at their class size), at
 //!   most `BUDGET_GRANULES` after any push.
 //! * Only the owning thread touches a cache's lists; other threads read its counters
@@ -30,7 +29,7 @@
 //! the initial-exec TLS model on x86-64 (`tls`); thread exit is handled by a
 //! `pthread_key_create` destructor registered at load time.
 
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::bitmap::{GRANULE, GRANULE_SHIFT};
 use crate::buddy::CachedHeader;
@@ -56,18 +55,10 @@ pub struct Counters {
     pub calloc: AtomicU64,
     pub memalign: AtomicU64,
     pub requested: AtomicU64,
-    /// Usable bytes of live blocks allocated minus freed by this thread. (Live blocks
-    /// are `malloc - free`: every allocation path counts in `malloc`.)
-    pub in_use: AtomicI64,
 }
 
 #[inline]
 pub fn bump(c: &AtomicU64, by: u64) {
-    c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
-}
-
-#[inline]
-pub fn shift(c: &AtomicI64, by: i64) {
     c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
 }
 
@@ -83,7 +74,6 @@ impl Counters {
         ] {
             bump(dst, src.load(Relaxed));
         }
-        shift(&t.in_use, self.in_use.load(Relaxed));
     }
 }
 
@@ -94,6 +84,8 @@ pub type Totals = Counters;
 pub struct ThreadCache {
     heads: [*mut CachedHeader; LISTS],
     counts: [u32; LISTS],
+    /// Most blocks list `n` may hold: `LIMITS[n] << scale[n]`.
+    limits: [u32; LISTS],
     /// Class `n` may hold `LIMITS[n] << scale[n]` blocks and refills `scale`-times more
     /// at once: a class that overflows after a refill doubles both (up to `MAX_SCALE`), so that a
     /// program whose frees and mallocs of a size swing widely stops shuttling blocks
@@ -141,7 +133,6 @@ pub static mut REGISTRY: Registry = Registry {
         calloc: AtomicU64::new(0),
         memalign: AtomicU64::new(0),
         requested: AtomicU64::new(0),
-        in_use: AtomicI64::new(0),
     },
     transfer: [Transfer { head: core::ptr::null_mut(), count: 0 }; CLASSES + 1],
 };
@@ -339,6 +330,7 @@ fn create() -> Option<&'static mut ThreadCache> {
     unsafe {
         core::ptr::write_bytes(tc as *mut u8, 0, core::mem::size_of::<ThreadCache>());
         (*tc).key = h.brk.cached_tag(0);
+        (*tc).limits = LIMITS;
         let reg = registry(&mut h);
         (*tc).next = reg.head;
         if !reg.head.is_null() {
@@ -362,6 +354,13 @@ impl ThreadCache {
     /// Pops the most recently cached block of `n` granules and makes it the user's.
     #[inline(always)]
     pub fn pop(&mut self, n: usize) -> Option<usize> {
+        self.pop_list(n, n)
+    }
+
+    /// Pops the head of list `i`, whose blocks count as `granules` each.
+    #[inline(always)]
+    fn pop_list(&mut self, i: usize, granules: usize) -> Option<usize> {
+        let n = i;
         let h = self.heads[n];
         if h.is_null() {
             return None;
@@ -376,13 +375,20 @@ impl ThreadCache {
         unsafe { (*h).tag = 0 };
         self.heads[n] = next;
         self.counts[n] -= 1;
-        self.cached -= LIST_GRANULES[n] as usize;
+        self.cached -= granules;
         Some(addr)
     }
 
     /// Parks the live block at `addr` (`n` granules), writing but not reading it.
     #[inline(always)]
     pub fn push(&mut self, addr: usize, n: usize) {
+        self.push_list(addr, n, n)
+    }
+
+    /// Pushes the block at `addr` on list `i`, whose blocks count as `granules` each.
+    #[inline(always)]
+    fn push_list(&mut self, addr: usize, i: usize, granules: usize) {
+        let n = i;
         let h = addr as *mut CachedHeader;
         let head = self.heads[n];
         if h == head {
@@ -392,20 +398,17 @@ impl ThreadCache {
         unsafe { h.write(CachedHeader { tag: self.tag(addr), next: head }) };
         self.heads[n] = h;
         self.counts[n] += 1;
-        self.cached += LIST_GRANULES[n] as usize;
-        if self.counts[n] > LIMITS[n] << self.scale[n] || self.cached > BUDGET_GRANULES {
+        self.cached += granules;
+        if self.counts[n] > self.limits[n] || self.cached > BUDGET_GRANULES {
             self.overflow(n);
         }
     }
 
-    /// Pops a block for a mid-size request of `n` granules, if one is cached; returns its
-    /// address and length (as `push_mid` noted it, for the statistics).
+    /// Pops a block for a mid-size request of `n` granules, if one is cached.
     #[inline]
-    pub fn pop_mid(&mut self, n: usize) -> Option<(usize, usize)> {
-        let addr = self.pop(MID_BASE + mid_class_for_request(n))?;
-        // SAFETY: the block has at least MID_MIN_GRANULES granules; word 2 is its length.
-        let len = unsafe { ((addr + 16) as *const usize).read() };
-        Some((addr, len))
+    pub fn pop_mid(&mut self, n: usize) -> Option<usize> {
+        let i = MID_BASE + mid_class_for_request(n);
+        self.pop_list(i, LIST_GRANULES[i] as usize)
     }
 
     /// The granules a mid-size request of `n` is given when it comes from the heap (the
@@ -421,9 +424,8 @@ impl ThreadCache {
     /// `MID_MAX_GRANULES`).
     #[inline]
     pub fn push_mid(&mut self, addr: usize, n: usize) {
-        // SAFETY: the block is the caller's to give up and longer than 24 bytes.
-        unsafe { ((addr + 16) as *mut usize).write(n) };
-        self.push(addr, MID_BASE + mid_class_for_block(n));
+        let i = MID_BASE + mid_class_for_block(n);
+        self.push_list(addr, i, LIST_GRANULES[i] as usize);
     }
 
     /// Granules parked in this cache (read by statistics from any thread).
@@ -484,7 +486,7 @@ impl ThreadCache {
     /// Class `n` went over its limit: flush half of it, and let it hold more next time.
     #[cold]
     fn overflow(&mut self, n: usize) {
-        let limit = (LIMITS[n] << self.scale[n]) as usize;
+        let limit = self.limits[n] as usize;
         if self.cached > BUDGET_GRANULES {
             // The whole cache is full: every list gives up half.
             for i in 1..LISTS {
@@ -495,6 +497,7 @@ impl ThreadCache {
         self.flush(n, limit / 2);
         if self.refilled[n] && self.scale[n] < MAX_SCALE {
             self.scale[n] += 1;
+            self.limits[n] = LIMITS[n] << self.scale[n];
         }
         self.refilled[n] = false;
     }
@@ -737,24 +740,27 @@ pub fn reclaim_after_fork(h: &mut Heap) {
     }
 }
 
-/// Sums every thread's counters and cached bytes. Call with the lock held.
-pub fn totals(h: &mut Heap, out: &Totals) -> usize {
+/// Sums every thread's counters into `out`; returns the bytes of blocks cached (thread
+/// caches and transfer lists) and the bytes of the caches themselves. Call with the lock
+/// held.
+pub fn totals(h: &mut Heap, out: &Totals) -> (usize, usize) {
     let reg = registry(h);
     reg.retired.add_into(out);
-    let mut cached = 0;
+    let (mut cached, mut caches) = (0, 0);
     let mut cur = reg.head;
     while !cur.is_null() {
         // SAFETY: registry nodes are live caches; counters are atomics.
         unsafe {
             (*cur).counters.add_into(out);
             cached += (*cur).cached_granules() << GRANULE_SHIFT;
+            caches += CACHE_GRANULES << GRANULE_SHIFT;
             cur = (*cur).next;
         }
     }
     for (n, t) in reg.transfer.iter().enumerate() {
         cached += (t.count * n) << GRANULE_SHIFT;
     }
-    cached
+    (cached, caches)
 }
 
 /// Returns every block of the transfer lists to the heap (before trimming: they may

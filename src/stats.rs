@@ -17,7 +17,7 @@ pub fn gather() -> MyallocStats {
     let totals = Totals::default();
     let mut h = HEAP.lock();
     h.ready();
-    let cached = cache::totals(&mut h, &totals);
+    let (cached, caches) = cache::totals(&mut h, &totals);
     MyallocStats {
         size: core::mem::size_of::<MyallocStats>() as u64,
         version: VERSION,
@@ -26,7 +26,8 @@ pub fn gather() -> MyallocStats {
         brk_extent_peak: h.brk_extent_peak() as u64,
         held_bytes: h.held_bytes() as u64,
         held_bytes_peak: h.held_peak.max(h.held_bytes()) as u64,
-        in_use_bytes: totals.in_use.load(Relaxed).max(0) as u64,
+        // Live granules are user blocks, cached blocks and the caches themselves.
+        in_use_bytes: h.reserved_bytes().saturating_sub(cached + caches) as u64,
         in_use_bytes_peak: h.reserved_peak.max(h.reserved_bytes()) as u64,
         live_blocks: totals.malloc.load(Relaxed).saturating_sub(totals.free.load(Relaxed)),
         malloc_calls: totals.malloc.load(Relaxed),
