@@ -943,7 +943,7 @@ impl Arena {
         }
         let purge_at = core::cmp::max(PURGE_DIRTY_MIN, (self.top() << GRANULE_SHIFT) / 8);
         if self.dirty_bytes >= purge_at {
-            self.purge(PURGE_MIN_ORDER);
+            self.purge(PURGE_MIN_ORDER, purge_at);
         }
     }
 
@@ -1205,8 +1205,11 @@ impl Arena {
     }
 
     /// Returns the whole free pages of dirty chunks to the kernel (madvise), from free
-    /// blocks of at least order `min_order`.
-    pub fn purge(&mut self, min_order: usize) -> usize {
+    /// blocks of at least order `min_order`, except the lowest `retain` bytes of them:
+    /// placement is lowest-address-first, so the lowest free blocks are the ones the next
+    /// allocations take, and releasing them would only have them faulted in again.
+    pub fn purge(&mut self, min_order: usize, retain: usize) -> usize {
+        let mut retained = 0;
         self.dirty_bytes = 0;
         let mut released = 0;
         let chunks = self.top().div_ceil(CHUNK_GRANULES);
@@ -1232,6 +1235,12 @@ impl Arena {
                 from = i + 1;
                 let Some(k) = self.free_block_order(g) else { continue };
                 if k < min_order {
+                    continue;
+                }
+                if retained < retain {
+                    retained += 1 << (k + GRANULE_SHIFT);
+                    // Still dirty: a later purge may release it.
+                    m.dirty.store(1, Relaxed);
                     continue;
                 }
                 // Keep the page holding the header.

@@ -270,9 +270,9 @@ impl Heap {
     /// pages inside. Returns whether anything was released.
     pub fn trim_all(&mut self, pad: usize) -> bool {
         self.ready();
-        let mut any = self.brk.trim(sys::PAGE, pad) | (self.brk.purge(0) > 0);
+        let mut any = self.brk.trim(sys::PAGE, pad) | (self.brk.purge(0, 0) > 0);
         for m in self.maps.iter_mut().flatten() {
-            any |= m.arena.trim(sys::PAGE, pad) | (m.arena.purge(0) > 0);
+            any |= m.arena.trim(sys::PAGE, pad) | (m.arena.purge(0, 0) > 0);
         }
         any
     }
