@@ -247,19 +247,29 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     let b = lookup_live(p, "realloc");
     let Some(m) = granules(size) else { return ptr::null_mut() };
     if m <= b.n {
-        // Shrinking gives the tail back only when it is worth a lock.
-        if b.n - m >= 16 || (b.n > CLASSES && b.n - m >= 1) {
+        // Shrinking gives the tail back only when it is worth a lock: a mid-size block
+        // keeps its class size (see growing below), a larger one any whole granule.
+        let keep = match m {
+            _ if m <= CLASSES => if b.n - m >= 16 { m } else { b.n },
+            _ if m <= MID_MAX_GRANULES => cache::mid_rounded(m).min(b.n),
+            _ => m,
+        };
+        if keep < b.n {
             let mut h = HEAP.lock();
             if let Some(arena) = h.arena_mut(b.addr) {
-                arena.shrink_in_place(b.g, b.n, m);
+                arena.shrink_in_place(b.g, b.n, keep);
             }
         }
         return p;
     }
+    // A mid-size block grows to its class size, as a new block of that size would be
+    // given: a block grown a few bytes at a time (a string appended to) then needs the
+    // lock once per class step instead of once per granule.
+    let roomy = if m > CLASSES && m <= MID_MAX_GRANULES { cache::mid_rounded(m) } else { m };
     let grown = {
         let mut h = HEAP.lock();
         match h.arena_mut(b.addr) {
-            Some(arena) => arena.grow_in_place(b.g, b.n, m),
+            Some(arena) => arena.grow_in_place(b.g, b.n, roomy) || (roomy > m && arena.grow_in_place(b.g, b.n, m)),
             None => false,
         }
     };

@@ -172,6 +172,13 @@ pub fn mid_class_for_request(n: usize) -> usize {
     (k - 6) * 8 + j - 1
 }
 
+/// The size a mid-size request of `n` granules (`CLASSES < n <= MID_MAX_GRANULES`) is
+/// given: its class size.
+#[inline]
+pub fn mid_rounded(n: usize) -> usize {
+    mid_size(mid_class_for_request(n))
+}
+
 /// The class a freed block of `n` granules (`MID_MIN_GRANULES <= n <= MID_MAX_GRANULES`)
 /// joins: the largest class size `<= n`.
 #[inline]
