@@ -20,7 +20,7 @@
 //! store (of an atomic word); the lock-free paths (`free`, `malloc_usable_size`, the
 //! thread caches) only read them, with atomic loads.
 
-use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 
 pub const GRANULE_SHIFT: usize = 4;
 pub const GRANULE: usize = 1 << GRANULE_SHIFT;
@@ -38,6 +38,11 @@ pub struct ChunkMeta {
     /// Buddy-free blocks of each order that start in this chunk. Changed under the arena
     /// lock (atomics only so that shared references suffice; relaxed plain stores).
     pub free_count: [AtomicU16; MAX_ORDER + 1],
+    /// Per 64-granule slot `s`: the order of the buddy-free block of order >= 6 that
+    /// starts at the slot's first granule, 0 if none does. (A free block of a lower order
+    /// lies within one bitmap word, and its order is the distance to the next set bit.)
+    /// Changed under the arena lock.
+    pub big_order: [AtomicU8; WORDS],
     /// A block was freed here since the last purge. Changed under the arena lock.
     pub dirty: AtomicU32,
     /// The chunk this metadata describes (lets trimming recognise metadata blocks).
@@ -278,8 +283,8 @@ mod tests {
 
     #[test]
     fn meta_is_small() {
-        assert_eq!(META_BYTES, 1096);
-        assert_eq!(META_GRANULES, 69);
+        assert_eq!(META_BYTES, 1160);
+        assert_eq!(META_GRANULES, 73);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! Invariants (all guarded by the owner's lock unless a field says otherwise):
 //! * A buddy-free block of order `k` starts at a granule index that is a multiple of
 //!   `2^k` (relative to `base`), has `start=1` at its first granule, `alloc=0` and
-//!   `start=0` on the rest, and carries a [`FreeHeader`] (tag bound to its address and the
-//!   arena key, plus its order) in its first 16 bytes.
+//!   `start=0` on the rest. Its order is out of band too: `ChunkMeta::big_order` of its
+//!   64-granule slot for orders >= 6; a lower order is the distance to the next set bit
+//!   of its bitmap word. Nothing is written into free memory.
 //! * Coalescing is eager: two buddy-free blocks that are buddies of each other never
 //!   both exist.
 //! * `free_count[k]` of a chunk counts the buddy-free blocks of order `k` starting in it;
@@ -49,12 +50,6 @@ pub struct DirEntry {
     pub run_hint: AtomicU32,
 }
 
-#[repr(C)]
-struct FreeHeader {
-    tag: u64,
-    order: u64,
-}
-
 /// The first 16 bytes of a block parked in a thread cache.
 #[repr(C)]
 pub struct CachedHeader {
@@ -62,7 +57,6 @@ pub struct CachedHeader {
     pub next: *mut CachedHeader,
 }
 
-const FREE_SALT: u64 = 0x6d79_616c_6c6f_6346; // distinct constants for the two tags
 const CACHED_SALT: u64 = 0x6361_6368_6564_2121;
 
 /// How the arena obtains and returns memory above its top.
@@ -142,7 +136,7 @@ pub struct Arena {
     tail_hint: usize,
     trim_threshold: usize,
     /// Granules from here to the top have not been handed out since the kernel gave
-    /// them (zero apart from free-block headers, which `take_free` zeroes): a block
+    /// them (zero: the buddy writes nothing into free memory): a block
     /// allocated entirely above it needs no zeroing for calloc.
     fresh_from: usize,
     /// Whether the last block marked live lay entirely in fresh memory.
@@ -415,11 +409,6 @@ impl Arena {
 
     // ----- tags -------------------------------------------------------------------
 
-    #[inline]
-    fn free_tag(&self, g: usize) -> u64 {
-        self.key ^ FREE_SALT ^ (g as u64).rotate_left(17)
-    }
-
     /// The tag of a block parked in a thread cache (`cache.rs` computes the same from
     /// `cached_tag(0)`).
     #[inline]
@@ -427,41 +416,50 @@ impl Arena {
         self.key ^ CACHED_SALT ^ (addr as u64).rotate_left(29)
     }
 
-    #[inline]
-    fn header(&self, g: usize) -> *mut FreeHeader {
-        self.addr(g) as *mut FreeHeader
-    }
-
-    /// Whether a buddy-free block of exactly order `k` starts at `g`.
+    /// Whether a buddy-free block of exactly order `k` may start at `g`, as far as the
+    /// bitmaps of `g`'s word tell: `g` starts a free block, which (order < 6) runs
+    /// without another set bit to `g + 2^k` or (order >= 6) has that order recorded.
+    /// Asked of the buddy of a block of order `k` that is not free, the answer is exact:
+    /// a free block there cannot reach into that block, so free granules up to
+    /// `g + 2^k` mean it ends there.
     fn is_free_block(&self, g: usize, k: usize) -> bool {
         if g + (1 << k) > self.top() {
             return false;
         }
         let m = self.meta_of(g);
         let i = g & (CHUNK_GRANULES - 1);
-        if !m.test(Plane::Start, i) || m.test(Plane::Alloc, i) {
+        let (alloc, start) = (m.alloc_word(i >> 6), m.start_word(i >> 6));
+        let b = i & 63;
+        if (start >> b) & 1 == 0 || (alloc >> b) & 1 != 0 {
             return false;
         }
-        // SAFETY: start=1, alloc=0: the granule begins a buddy-free block whose first 16
-        // bytes belong to the allocator.
-        let h = unsafe { &*self.header(g) };
-        h.tag == self.free_tag(g) && h.order == k as u64
+        if k >= 6 {
+            return m.big_order[i >> 6].load(Relaxed) as usize == k;
+        }
+        let inside = if k == 0 { 0 } else { span_mask(b + 1, b + (1 << k)) };
+        (start | alloc) & inside == 0 && (b != 0 || m.big_order[i >> 6].load(Relaxed) == 0)
     }
 
-    /// The order of the buddy-free block starting at `g`, if one does.
+    /// The order of the buddy-free block starting at `g`, if one does: recorded for
+    /// orders >= 6, else the distance to the next set bit of `g`'s word (or to the top).
     fn free_block_order(&self, g: usize) -> Option<usize> {
         let m = self.meta_of(g);
         let i = g & (CHUNK_GRANULES - 1);
-        if !m.test(Plane::Start, i) || m.test(Plane::Alloc, i) {
+        let (alloc, start) = (m.alloc_word(i >> 6), m.start_word(i >> 6));
+        let b = i & 63;
+        if (start >> b) & 1 == 0 || (alloc >> b) & 1 != 0 {
             return None;
         }
-        // SAFETY: as in is_free_block.
-        let h = unsafe { &*self.header(g) };
-        if h.tag == self.free_tag(g) && (h.order as usize) <= MAX_ORDER {
-            Some(h.order as usize)
-        } else {
-            None
+        if b == 0 {
+            let k = m.big_order[i >> 6].load(Relaxed) as usize;
+            if k != 0 {
+                return Some(k);
+            }
         }
+        let after = ((start | alloc) >> b) >> 1;
+        let end = if after != 0 { b + 1 + after.trailing_zeros() as usize } else { 64 };
+        let size = core::cmp::min(end - b, self.top().saturating_sub(g));
+        (size.is_power_of_two() && size < 64 && b & (size - 1) == 0).then(|| size.trailing_zeros() as usize)
     }
 
     // ----- free block bookkeeping ---------------------------------------------------
@@ -497,9 +495,12 @@ impl Arena {
     }
 
     /// Records `[g, g+2^k)` as a buddy-free block (its bits must already read free).
+    /// Nothing is written into the block: free memory stays untouched (and fresh memory
+    /// zero).
     fn push_free(&mut self, g: usize, k: usize) {
-        // SAFETY: the block is free and owned by the arena.
-        unsafe { self.header(g).write(FreeHeader { tag: self.free_tag(g), order: k as u64 }) };
+        if k >= 6 {
+            self.meta_of(g).big_order[(g & (CHUNK_GRANULES - 1)) >> 6].store(k as u8, Relaxed);
+        }
         // The run holding this block joins at most two runs that were each no longer
         // than the old bound.
         let hint = &self.dir(g >> CHUNK_SHIFT).run_hint;
@@ -511,12 +512,11 @@ impl Arena {
         self.count_add(g, k);
     }
 
-    /// Forgets the buddy-free block at `g` (order `k`); its start bit is left set and its
-    /// header zeroed (fresh memory stays all zero).
+    /// Forgets the buddy-free block at `g` (order `k`); its start bit is left set.
     fn take_free(&mut self, g: usize, k: usize) {
-        // SAFETY: the block is free and owned by the arena; clearing the tag keeps a
-        // stale header from ever validating inside user memory.
-        unsafe { self.header(g).write(FreeHeader { tag: 0, order: 0 }) };
+        if k >= 6 {
+            self.meta_of(g).big_order[(g & (CHUNK_GRANULES - 1)) >> 6].store(0, Relaxed);
+        }
         self.count_sub(g, k);
     }
 
@@ -1213,8 +1213,8 @@ impl Arena {
         self.dirty_bytes = 0;
         let mut released = 0;
         let chunks = self.top().div_ceil(CHUNK_GRANULES);
-        // Only blocks of two pages or more are worth releasing (the page holding the
-        // header stays): chunks without one are skipped without touching their bitmaps.
+        // Only blocks of a page or more can hold a whole page: chunks without one are
+        // skipped without touching their bitmaps.
         let min_order = min_order.max(8);
         let worth = u32::MAX << min_order;
         for c in 0..chunks {
@@ -1243,8 +1243,7 @@ impl Arena {
                     m.dirty.store(1, Relaxed);
                     continue;
                 }
-                // Keep the page holding the header.
-                let lo = (self.addr(g) + GRANULE + sys::PAGE - 1) & !(sys::PAGE - 1);
+                let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);
                 let hi = self.addr(g + (1 << k)) & !(sys::PAGE - 1);
                 if hi > lo && sys::release_pages(lo, hi - lo) {
                     self.stats.madvise_calls += 1;
