@@ -30,7 +30,7 @@ pub const WORDS: usize = CHUNK_GRANULES / 64;
 /// Highest buddy order (block of 2^order granules) the core manages.
 pub const MAX_ORDER: usize = 31;
 
-#[repr(C)]
+#[repr(C, align(16))]
 pub struct ChunkMeta {
     /// Word `w` of both planes side by side (`[alloc, start]`), so that one cache line
     /// answers "is a block live here, and where does it end" for a free.
@@ -95,10 +95,14 @@ impl ChunkMeta {
 
     /// Word `w` of both planes as one consistent pair `(alloc, start)`. Writers (under the
     /// arena lock) store one word at a time, so a lock-free reader may load an alloc word
-    /// from before a change and a start word from after it: it re-reads both until
-    /// neither moved in between.
-    #[inline]
+    /// from before a change and a start word from after it: it loads both at once where
+    /// the CPU makes a 16-byte load atomic, else re-reads both until neither moved in
+    /// between.
+    #[inline(always)]
     pub fn pair(&self, w: usize) -> (u64, u64) {
+        if let Some(p) = crate::sys::load_pair(self.bits[w].as_ptr() as *const u64) {
+            return p;
+        }
         loop {
             let alloc = self.alloc_word(w);
             let start = self.start_word(w);
@@ -283,7 +287,7 @@ mod tests {
 
     #[test]
     fn meta_is_small() {
-        assert_eq!(META_BYTES, 1160);
+        assert_eq!(META_BYTES, 1168);
         assert_eq!(META_GRANULES, 73);
     }
 

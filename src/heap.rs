@@ -82,6 +82,7 @@ fn init(h: &mut Heap) {
         return;
     }
     h.key = random_key();
+    sys::detect_cpu();
     let start = sys::current_break();
     h.heap_start = start;
     let aligned = (start + sys::PAGE - 1) & !(sys::PAGE - 1);

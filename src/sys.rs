@@ -170,3 +170,44 @@ pub fn futex_wake_one(word: &core::sync::atomic::AtomicU32) {
     // SAFETY: word is a valid, aligned u32.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1) };
 }
+
+/// Whether an aligned 16-byte load is atomic on this CPU (see `load_pair`).
+static ATOMIC_LOAD16: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Checks the CPU once (at heap initialisation): Intel and AMD guarantee that aligned
+/// 16-byte SSE loads are atomic on every processor that supports AVX.
+pub fn detect_cpu() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ecx = core::arch::x86_64::__cpuid(1).ecx;
+        ATOMIC_LOAD16.store(ecx & (1 << 28) != 0, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Loads the two words at `p` (16-byte aligned) as one atomic access, if the CPU
+/// guarantees that; `None` otherwise (the caller falls back to re-reading).
+#[inline(always)]
+pub fn load_pair(p: *const u64) -> Option<(u64, u64)> {
+    #[cfg(target_arch = "x86_64")]
+    if ATOMIC_LOAD16.load(core::sync::atomic::Ordering::Relaxed) {
+        let (lo, hi): (u64, u64);
+        // SAFETY: the caller passes a valid, 16-byte aligned pair of words; movdqa is a
+        // single 16-byte load, atomic on this CPU (checked in detect_cpu), and like every
+        // x86 load it is ordered after earlier loads (acquire).
+        unsafe {
+            core::arch::asm!(
+                "movdqa {x}, xmmword ptr [{p}]",
+                "movq {lo}, {x}",
+                "pextrq {hi}, {x}, 1",
+                p = in(reg) p,
+                x = out(xmm_reg) _,
+                lo = out(reg) lo,
+                hi = out(reg) hi,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        return Some((lo, hi));
+    }
+    let _ = p;
+    None
+}
