@@ -57,7 +57,9 @@ CHURN_SRC = BENCH_DIR / "speed" / "churn.c"
 #:   evict each other's caches, so it costs more than 4 times scale-2).
 #: Quick counts are half the pairs (small: 2M), with the same live counts, so the
 #: same heap shapes.
-#: A full run (3 rounds, 5 allocators) takes about 6 minutes here, quick ~1.
+#: A full run (5 rounds, 5 allocators) takes about 11 minutes here, quick ~1. Five
+#: rounds, not three: single runs on this shared VM swing by 30 % or more, and a
+#: median of three still moved ratios by 0.2 from one full run to the next.
 C_PATTERNS = [
     ("small", "1 thread: {live:,} live blocks of 8-256 B (uniform); {pairs} pairs of "
               "free + malloc of a random slot", (30_000_000, 100_000), (2_000_000, 100_000)),
@@ -122,7 +124,7 @@ def parse_args(argv):
                    "tcmalloc, or NAME=/path/lib.so (default: all installed; glibc is "
                    "always included as the reference)")
     p.add_argument("--myalloc", help="myalloc library (default target/release/libmyalloc.so)")
-    p.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
+    p.add_argument("--reps", type=int, help="repetitions (default 5, quick 1)")
     p.add_argument("--timeout", type=float, default=300, help="seconds per run (default 300)")
     p.add_argument("--cache", default=str(BENCH_DIR / ".cache"),
                    help="helpers, inputs and scratch folders (default bench/.cache)")
@@ -131,7 +133,7 @@ def parse_args(argv):
     p.add_argument("--list", action="store_true", help="list patterns and allocators, then exit")
     args = p.parse_args(argv)
     if args.reps is None:
-        args.reps = 1 if args.quick else 3
+        args.reps = 1 if args.quick else 5
     if args.reps < 1:
         p.error("--reps must be at least 1")
     return args

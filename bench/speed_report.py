@@ -383,7 +383,7 @@ def markdown_report(results, summary, table, chart_name="chart.png"):
     out += [f"- skipped {name}: {reason}" for name, reason in meta.get("skipped", [])]
     argv = " ".join(meta.get("argv", []))
     out += ["", "## Commands", "", "```",
-            "make bench-speed            # 3 repetitions, full counts",
+            "make bench-speed            # 5 repetitions, full counts",
             "make bench-speed-quick      # 1 repetition, half the pairs, small Python inputs",
             f"python bench/speed.py {argv}".rstrip() + "   # this run",
             "python bench/speed_report.py results.json OUT_DIR   # re-render these reports",
