@@ -12,7 +12,7 @@
 //! * Each list is LIFO (the most recently freed block of a size is the next one handed
 //!   out) and `counts[n]` nodes long, at most `limits[n]`; the last node links to null.
 //! * `cached` is the granules on all lists (mid-size blocks at their class size), at
-//!   most `BUDGET_GRANULES` after any push.
+//!   most `budget` after any push.
 //! * Only the owning thread touches a cache's lists; other threads read its counters
 //!   (atomics written by the owner only) when statistics are gathered under the heap lock.
 //! * Every live cache is on the list rooted at `REGISTRY.head` (guarded by the heap lock).
@@ -96,8 +96,12 @@ pub struct ThreadCache {
     /// small batches, which fit the transfer lists).
     refilled: [bool; LISTS],
     /// Granules on all lists (mid-size blocks at their class size): kept by push and
-    /// pop, recounted by the slow paths. At most `BUDGET_GRANULES` after a push.
+    /// pop, recounted by the slow paths. At most `budget` after a push.
     cached: usize,
+    /// Most granules this thread may keep cached, all lists together: an eighth of the
+    /// memory the heap holds, between `BUDGET_MIN` and `BUDGET_MAX` (updated at each
+    /// refill from the heap). Past it, every list gives up half.
+    budget: usize,
     /// `tag(addr)` is `key ^ addr.rotate_left(29)` (the arena's cached tag).
     key: u64,
     pub counters: Counters,
@@ -228,10 +232,16 @@ const LIST_GRANULES: [u32; LISTS] = {
     t
 };
 
-/// Most a thread may keep cached, all lists together: 8 MiB (past it, every list gives
-/// up half: a smaller budget made the mixed-size pattern flush its mid-size lists
-/// to the buddy again and again).
-const BUDGET_GRANULES: usize = (8 << 20) / GRANULE;
+/// Bounds of a thread's cache budget. A small program caches little; a large one up to
+/// 8 MiB (with 4 MiB the mixed-size pattern, 70 MB live, kept flushing its mid-size
+/// lists to the buddy).
+const BUDGET_MIN: usize = (1 << 20) / GRANULE;
+const BUDGET_MAX: usize = (8 << 20) / GRANULE;
+
+/// The budget for a heap holding `held` bytes.
+fn budget_for(held: usize) -> usize {
+    ((held / 8) >> GRANULE_SHIFT).clamp(BUDGET_MIN, BUDGET_MAX)
+}
 
 /// This thread's cache, created on first use; `None` while the thread is exiting.
 #[inline(always)]
@@ -338,6 +348,7 @@ fn create() -> Option<&'static mut ThreadCache> {
         core::ptr::write_bytes(tc as *mut u8, 0, core::mem::size_of::<ThreadCache>());
         (*tc).key = h.brk.cached_tag(0);
         (*tc).limits = LIMITS;
+        (*tc).budget = BUDGET_MIN;
         let reg = registry(&mut h);
         (*tc).next = reg.head;
         if !reg.head.is_null() {
@@ -406,7 +417,7 @@ impl ThreadCache {
         self.heads[n] = h;
         self.counts[n] += 1;
         self.cached += granules;
-        if self.counts[n] > self.limits[n] || self.cached > BUDGET_GRANULES {
+        if self.counts[n] > self.limits[n] || self.cached > self.budget {
             self.overflow(n);
         }
     }
@@ -462,7 +473,11 @@ impl ThreadCache {
         }
         let want = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16) << self.scale[n];
         let mut got = [0usize; 16 << MAX_SCALE];
-        let k = sys::keep_errno(|| HEAP.lock().alloc_batch(n, &mut got[..want]));
+        let (k, budget) = sys::keep_errno(|| {
+            let mut h = HEAP.lock();
+            (h.alloc_batch(n, &mut got[..want]), budget_for(h.held_bytes()))
+        });
+        self.budget = budget;
         if k == 0 {
             return None;
         }
@@ -494,7 +509,7 @@ impl ThreadCache {
     #[cold]
     fn overflow(&mut self, n: usize) {
         let limit = self.limits[n] as usize;
-        if self.cached > BUDGET_GRANULES {
+        if self.cached > self.budget {
             // The whole cache is full: every list gives up half.
             for i in 1..LISTS {
                 self.flush(i, self.counts[i] as usize / 2);
