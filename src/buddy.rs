@@ -18,7 +18,7 @@
 //!   [`CachedHeader`] tells the cache and the misuse checks that it is not the user's.
 //! * Small requests are placed at the lowest run of free granules that fits, which may
 //!   straddle adjacent buddy-free blocks; whatever is left of them is split back into
-//!   aligned free blocks. `DirEntry::run_hint` bounds a chunk's longest free run.
+//!   aligned free blocks. `run_hint(c)` bounds chunk `c`'s longest free run.
 //! * Lock-free readers (`live_block_at`, from `free`) see a writer's changes one word at
 //!   a time. Reading the alloc word before a free and the start word after it would show
 //!   the freed block as the tail of the live block before it, so they read each pair of
@@ -30,7 +30,7 @@
 //!   blocks are ordinary live blocks inside the arena, so the arena's extent is its whole
 //!   footprint.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering::*};
 
 use crate::bitmap::*;
 use crate::sys;
@@ -43,11 +43,6 @@ pub struct DirEntry {
     pub meta: AtomicU32,
     /// Bit k: a buddy-free block of order k starts in this chunk.
     pub mask: u32,
-    /// Upper bound on the longest run of free granules in this chunk: set when a run
-    /// search fails, raised by any free here, `u32::MAX` for a new chunk. Kept here, not
-    /// in the chunk's metadata, so that a search skips a chunk without touching it.
-    /// Changed under the arena lock (atomic only so that shared references suffice).
-    pub run_hint: AtomicU32,
 }
 
 /// The first 16 bytes of a block parked in a thread cache.
@@ -127,6 +122,13 @@ pub struct Arena {
     /// Per group of 64 chunks, an upper bound on the longest free run in any of them
     /// (the largest of their `run_hint`s): a run search skips a whole group below it.
     group_runs: *mut u32,
+    /// Per chunk, an upper bound on its longest run of free granules: set when a run
+    /// search fails, raised by any free there, `u16::MAX` (no bound) for a new chunk.
+    /// Kept in the directory, not in the chunk's metadata, so that a search skips a
+    /// chunk without touching it; 2 bytes, as the directory of the brk arena is
+    /// reserved address space for 32 GiB of heap. Changed under the arena lock (atomic
+    /// only so that shared references suffice).
+    run_hints: *mut AtomicU16,
     pub source: Source,
     key: u64,
     /// Bytes freed since the last purge of dirty chunks.
@@ -178,6 +180,7 @@ impl Arena {
             dir: core::ptr::null_mut(),
             groups: core::ptr::null_mut(),
             group_runs: core::ptr::null_mut(),
+            run_hints: core::ptr::null_mut(),
             source: Source::Brk,
             key: 0,
             dirty_bytes: 0,
@@ -202,7 +205,7 @@ impl Arena {
     /// Bytes of directory needed for an arena of `limit` granules.
     pub const fn directory_bytes(limit: usize) -> usize {
         let chunks = limit.div_ceil(CHUNK_GRANULES);
-        chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 8
+        chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 8 + chunks * 2
     }
 
     /// An empty arena at `base` (page aligned) describing at most `limit` granules, with
@@ -221,6 +224,8 @@ impl Arena {
             dir: dir_mem as *mut DirEntry,
             groups: dir_mem.add(chunks * core::mem::size_of::<DirEntry>()) as *mut u32,
             group_runs: dir_mem.add(chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 4) as *mut u32,
+            run_hints: dir_mem.add(chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 8)
+                as *mut AtomicU16,
             source,
             key,
             dirty_bytes: 0,
@@ -503,11 +508,11 @@ impl Arena {
         }
         // The run holding this block joins at most two runs that were each no longer
         // than the old bound.
-        let hint = &self.dir(g >> CHUNK_SHIFT).run_hint;
+        let hint = self.run_hint(g >> CHUNK_SHIFT);
         let old = hint.load(Relaxed) as usize;
-        let bound = old.saturating_mul(2).saturating_add(1 << k).min(u32::MAX as usize) as u32;
-        hint.store(bound, Relaxed);
-        self.raise_group_run(g >> CHUNK_SHIFT, bound);
+        let bound = old.saturating_mul(2).saturating_add(1 << k).min(u16::MAX as usize);
+        hint.store(bound as u16, Relaxed);
+        self.raise_group_run(g >> CHUNK_SHIFT, bound as u32);
         self.assign(Plane::Start, g, g + 1, true);
         self.count_add(g, k);
     }
@@ -768,25 +773,21 @@ impl Arena {
                 let mut longest = 0;
                 for c in lo..hi {
                     let d = self.dir(c);
-                    let mut hint = d.run_hint.load(Relaxed);
-                    if hint as usize >= n {
-                        let start = if c == first { from & (CHUNK_GRANULES - 1) } else { 0 };
-                        if d.mask & want != 0 {
-                            if let Some(m) = self.meta(c) {
-                                let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
-                                if let Some(i) = m.find_free_run(n, start, limit) {
-                                    return Some((c << CHUNK_SHIFT) + i);
-                                }
+                    let mut hint = self.run_hint(c).load(Relaxed);
+                    if hint as usize >= n && d.mask & want != 0 {
+                        if let Some(m) = self.meta(c) {
+                            let start = if c == first { from & (CHUNK_GRANULES - 1) } else { 0 };
+                            let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
+                            if let Some(i) = m.find_free_run(n, start, limit) {
+                                return Some((c << CHUNK_SHIFT) + i);
+                            }
+                            if start == 0 {
+                                hint = (n - 1) as u16;
+                                self.run_hint(c).store(hint, Relaxed);
                             }
                         }
-                        // No run of n here (without a free block of min_order there is
-                        // none at all).
-                        if start == 0 {
-                            hint = (n - 1) as u32;
-                            d.run_hint.store(hint, Relaxed);
-                        }
                     }
-                    longest = core::cmp::max(longest, hint);
+                    longest = core::cmp::max(longest, hint as u32);
                 }
                 if lo == grp << 6 {
                     *group_run = longest;
@@ -795,6 +796,13 @@ impl Arena {
             grp += 1;
         }
         None
+    }
+
+    /// The run bound of chunk `c` (see `run_hints`).
+    #[inline]
+    fn run_hint(&self, c: usize) -> &AtomicU16 {
+        // SAFETY: callers pass chunk indices below the directory size (top <= limit).
+        unsafe { &*self.run_hints.add(c) }
     }
 
     /// Raises the run bound of chunk `c`'s group to at least `bound`.
@@ -1069,7 +1077,7 @@ impl Arena {
                 let m = &*(self.addr(at) as *const ChunkMeta);
                 m.chunk.store(c as u32, Relaxed);
             }
-            self.dir(c).run_hint.store(u32::MAX, Relaxed);
+            self.run_hint(c).store(u16::MAX, Relaxed);
             self.raise_group_run(c, u32::MAX);
             self.dir(c).meta.store(at as u32 + 1, Release);
         }

@@ -102,6 +102,43 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
         }
         assert_eq!(a.dir(c).mask, mask);
     }
+    // Out-of-band orders: a slot records exactly the free block of order >= 6 starting
+    // at it; run bounds are upper bounds of the longest free run, per chunk and group.
+    // Runs the per-chunk search can see: adjacent free blocks that start in the chunk
+    // (a block of a chunk or more counts once, in its first chunk).
+    let mut longest: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut run = (usize::MAX, 0usize, 0usize); // (chunk, end, length)
+    for &(g, n, state) in &all {
+        if state != 0 {
+            continue;
+        }
+        let k = n.trailing_zeros() as usize;
+        let m = a.meta(g >> CHUNK_SHIFT).unwrap();
+        let slot = m.big_order[(g & (CHUNK_GRANULES - 1)) >> 6].load(Relaxed) as usize;
+        if k >= 6 {
+            assert_eq!(slot, k, "free block {g} of order {k}: slot records {slot}");
+        }
+        let c = g >> CHUNK_SHIFT;
+        let len = core::cmp::min(n, CHUNK_GRANULES);
+        run = if run.0 == c && run.1 == g { (c, g + n, run.2 + len) } else { (c, g + n, len) };
+        let e = longest.entry(c).or_default();
+        *e = core::cmp::max(*e, run.2);
+    }
+    for c in 0..a.top().div_ceil(CHUNK_GRANULES) {
+        let m = a.meta(c).unwrap();
+        for w in 0..WORDS {
+            let k = m.big_order[w].load(Relaxed) as usize;
+            let g = (c << CHUNK_SHIFT) + (w << 6);
+            if k != 0 {
+                assert!(all.iter().any(|&(b, n, s)| b == g && s == 0 && n == 1 << k), "stale order {k} at {g}");
+            }
+        }
+        let got = longest.get(&c).copied().unwrap_or(0);
+        assert!(a.run_hint(c).load(Relaxed) as usize >= got, "chunk {c}: run bound below a run of {got}");
+        // SAFETY: the group index is within the directory.
+        let group = unsafe { *a.group_runs.add(c >> 6) } as usize;
+        assert!(group >= got, "group of chunk {c}: run bound below a run of {got}");
+    }
 }
 
 /// A small deterministic PRNG for the model tests.
