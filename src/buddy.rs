@@ -30,7 +30,7 @@
 //!   blocks are ordinary live blocks inside the arena, so the arena's extent is its whole
 //!   footprint.
 
-use core::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
 
 use crate::bitmap::*;
 use crate::sys;
@@ -122,13 +122,13 @@ pub struct Arena {
     /// Per group of 64 chunks, an upper bound on the longest free run in any of them
     /// (the largest of their `run_hint`s): a run search skips a whole group below it.
     group_runs: *mut u32,
-    /// Per chunk, an upper bound on its longest run of free granules: set when a run
-    /// search fails, raised by any free there, `u16::MAX` (no bound) for a new chunk.
-    /// Kept in the directory, not in the chunk's metadata, so that a search skips a
-    /// chunk without touching it; 2 bytes, as the directory of the brk arena is
-    /// reserved address space for 32 GiB of heap. Changed under the arena lock (atomic
-    /// only so that shared references suffice).
-    run_hints: *mut AtomicU16,
+    /// Per chunk, an upper bound on its longest run of free granules, saturating at 255
+    /// (runs are searched for at most `RUN_MAX` granules): set when a run search fails,
+    /// raised by any free there, 255 for a new chunk. Kept in the directory, not in the
+    /// chunk's metadata, so that a search skips a chunk without touching it; one byte,
+    /// as the directory of the brk arena is address space reserved for 32 GiB of heap.
+    /// Changed under the arena lock (atomic only so that shared references suffice).
+    run_hints: *mut AtomicU8,
     pub source: Source,
     key: u64,
     /// Bytes freed since the last purge of dirty chunks.
@@ -205,7 +205,7 @@ impl Arena {
     /// Bytes of directory needed for an arena of `limit` granules.
     pub const fn directory_bytes(limit: usize) -> usize {
         let chunks = limit.div_ceil(CHUNK_GRANULES);
-        chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 8 + chunks * 2
+        chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 8 + chunks
     }
 
     /// An empty arena at `base` (page aligned) describing at most `limit` granules, with
@@ -225,7 +225,7 @@ impl Arena {
             groups: dir_mem.add(chunks * core::mem::size_of::<DirEntry>()) as *mut u32,
             group_runs: dir_mem.add(chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 4) as *mut u32,
             run_hints: dir_mem.add(chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 8)
-                as *mut AtomicU16,
+                as *mut AtomicU8,
             source,
             key,
             dirty_bytes: 0,
@@ -510,8 +510,8 @@ impl Arena {
         // than the old bound.
         let hint = self.run_hint(g >> CHUNK_SHIFT);
         let old = hint.load(Relaxed) as usize;
-        let bound = old.saturating_mul(2).saturating_add(1 << k).min(u16::MAX as usize);
-        hint.store(bound as u16, Relaxed);
+        let bound = old.saturating_mul(2).saturating_add(1 << k).min(u8::MAX as usize);
+        hint.store(bound as u8, Relaxed);
         self.raise_group_run(g >> CHUNK_SHIFT, bound as u32);
         self.assign(Plane::Start, g, g + 1, true);
         self.count_add(g, k);
@@ -782,7 +782,7 @@ impl Arena {
                                 return Some((c << CHUNK_SHIFT) + i);
                             }
                             if start == 0 {
-                                hint = (n - 1) as u16;
+                                hint = (n - 1) as u8;
                                 self.run_hint(c).store(hint, Relaxed);
                             }
                         }
@@ -800,7 +800,7 @@ impl Arena {
 
     /// The run bound of chunk `c` (see `run_hints`).
     #[inline]
-    fn run_hint(&self, c: usize) -> &AtomicU16 {
+    fn run_hint(&self, c: usize) -> &AtomicU8 {
         // SAFETY: callers pass chunk indices below the directory size (top <= limit).
         unsafe { &*self.run_hints.add(c) }
     }
@@ -1077,7 +1077,7 @@ impl Arena {
                 let m = &*(self.addr(at) as *const ChunkMeta);
                 m.chunk.store(c as u32, Relaxed);
             }
-            self.run_hint(c).store(u16::MAX, Relaxed);
+            self.run_hint(c).store(u8::MAX, Relaxed);
             self.raise_group_run(c, u32::MAX);
             self.dir(c).meta.store(at as u32 + 1, Release);
         }
