@@ -378,8 +378,7 @@ impl ThreadCache {
     /// Pops the head of list `i`, whose blocks count as `granules` each.
     #[inline(always)]
     fn pop_list(&mut self, i: usize, granules: usize) -> Option<usize> {
-        let n = i;
-        let h = self.heads[n];
+        let h = self.heads[i];
         if h.is_null() {
             return None;
         }
@@ -391,8 +390,8 @@ impl ThreadCache {
         }
         // SAFETY: as above; clearing the tag makes the block the user's again.
         unsafe { (*h).tag = 0 };
-        self.heads[n] = next;
-        self.counts[n] -= 1;
+        self.heads[i] = next;
+        self.counts[i] -= 1;
         self.cached -= granules;
         Some(addr)
     }
@@ -406,19 +405,18 @@ impl ThreadCache {
     /// Pushes the block at `addr` on list `i`, whose blocks count as `granules` each.
     #[inline(always)]
     fn push_list(&mut self, addr: usize, i: usize, granules: usize) {
-        let n = i;
         let h = addr as *mut CachedHeader;
-        let head = self.heads[n];
+        let head = self.heads[i];
         if h == head {
             report::misuse("free", Misuse::DoubleFree, addr);
         }
         // SAFETY: the block is live and the caller's to give up; 16 bytes, aligned.
         unsafe { h.write(CachedHeader { tag: self.tag(addr), next: head }) };
-        self.heads[n] = h;
-        self.counts[n] += 1;
+        self.heads[i] = h;
+        self.counts[i] += 1;
         self.cached += granules;
-        if self.counts[n] > self.limits[n] || self.cached > self.budget {
-            self.overflow(n);
+        if self.counts[i] > self.limits[i] || self.cached > self.budget {
+            self.overflow(i);
         }
     }
 
