@@ -62,6 +62,20 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
 
+    def run(self, tool, *phases):
+        """Runs `phases` (callables) under the bar; False, with a message, if Ctrl-C
+        stopped them (the caller then writes no report)."""
+        self.draw()
+        try:
+            for phase in phases:
+                phase()
+        except KeyboardInterrupt:
+            self.close()
+            print(f"{tool}: interrupted; no report written", file=sys.stderr)
+            return False
+        self.close()
+        return True
+
 
 def _mmss(seconds):
     seconds = int(seconds)

@@ -403,10 +403,21 @@ def write_chart(results, summary, path):
     plt.close(fig)
 
 
-def results_meta(args, stamp, duration_s, machine_info, allocators, skipped, key, items,
-                 notes, argv):
-    """The "meta" part of results.json, shared by bench/run.py (key "workloads") and
-    bench/speed.py (key "patterns")."""
+def results_document(args, stamp, duration_s, machine_info, allocators, skipped, item,
+                     items, notes, argv, runs, failures):
+    """results.json, shared by bench/run.py (`item` "workload") and bench/speed.py
+    (`item` "pattern"): meta, every run, and the failures ({(item name, allocator):
+    reason})."""
+    return {
+        "meta": _results_meta(args, stamp, duration_s, machine_info, allocators, skipped,
+                              item + "s", items, notes, argv),
+        "runs": runs,
+        "failures": [{item: w, "allocator": a, "reason": r} for (w, a), r in failures.items()],
+    }
+
+
+def _results_meta(args, stamp, duration_s, machine_info, allocators, skipped, key, items,
+                  notes, argv):
     return {
         "mode": "quick" if args.quick else "full",
         "reps": args.reps,

@@ -223,25 +223,15 @@ def main(argv=None):
     shutil.rmtree(bench.scratch, ignore_errors=True)
     start_stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     progress = Progress(total)
-    progress.draw()
-    try:
-        bench.trace_phase(workloads, allocators, strace, progress)
-        bench.time_phase(workloads, allocators, launcher, progress)
-    except KeyboardInterrupt:
-        progress.close()
-        print("bench: interrupted; no report written", file=sys.stderr)
+    if not progress.run("bench",
+                        lambda: bench.trace_phase(workloads, allocators, strace, progress),
+                        lambda: bench.time_phase(workloads, allocators, launcher, progress)):
         return 130
-    progress.close()
 
-    results = {
-        "meta": report.results_meta(
-            args, start_stamp, time.monotonic() - started, machine.describe(python),
-            allocators, skipped, "workloads", workloads, notes,
-            sys.argv[1:] if argv is None else list(argv)),
-        "runs": bench.runs,
-        "failures": [{"workload": w, "allocator": a, "reason": r}
-                     for (w, a), r in bench.failures.items()],
-    }
+    results = report.results_document(
+        args, start_stamp, time.monotonic() - started, machine.describe(python), allocators,
+        skipped, "workload", workloads, notes, sys.argv[1:] if argv is None else list(argv),
+        bench.runs, bench.failures)
     out = Path(args.out)
     text = report.write_all(results, out)
     sys.stdout.write(text)

@@ -248,24 +248,13 @@ def main(argv=None):
     shutil.rmtree(scratch, ignore_errors=True)
     bench = SpeedRun(args, launcher, scratch)
     progress = Progress(args.reps * len(patterns) * len(allocators))
-    progress.draw()
-    try:
-        bench.rounds(patterns, allocators, progress)
-    except KeyboardInterrupt:
-        progress.close()
-        print("speed: interrupted; no report written", file=sys.stderr)
+    if not progress.run("speed", lambda: bench.rounds(patterns, allocators, progress)):
         return 130
-    progress.close()
 
-    results = {
-        "meta": report.results_meta(
-            args, stamp, time.monotonic() - started, machine.describe(python),
-            allocators, skipped, "patterns", patterns, notes,
-            sys.argv[1:] if argv is None else list(argv)),
-        "runs": bench.runs,
-        "failures": [{"pattern": p, "allocator": a, "reason": r}
-                     for (p, a), r in bench.failures.items()],
-    }
+    results = report.results_document(
+        args, stamp, time.monotonic() - started, machine.describe(python), allocators,
+        skipped, "pattern", patterns, notes, sys.argv[1:] if argv is None else list(argv),
+        bench.runs, bench.failures)
     out = Path(args.out)
     sys.stdout.write(speed_report.write_all(results, out))
     print(f"\nspeed: {time.monotonic() - started:.0f} s; reports in {out}/: REPORT.md, "
