@@ -137,6 +137,32 @@ impl ChunkMeta {
         already
     }
 
+    /// Sets or clears one bit (the caller holds the arena lock).
+    #[inline]
+    pub fn set_bit(&self, plane: Plane, i: usize, on: bool) {
+        let word = self.word(plane, i >> 6);
+        let old = word.load(Relaxed);
+        let bit = 1u64 << (i & 63);
+        word.store(if on { old | bit } else { old & !bit }, Release);
+    }
+
+    /// Whether a buddy-free block of exactly order `k` may start at granule `i`, as far
+    /// as the bitmaps of `i`'s word tell (see `Arena::is_free_block`; `i + 2^k` must
+    /// not pass the arena's top).
+    #[inline]
+    pub fn is_free_block(&self, i: usize, k: usize) -> bool {
+        let (alloc, start) = (self.alloc_word(i >> 6), self.start_word(i >> 6));
+        let b = i & 63;
+        if (start >> b) & 1 == 0 || (alloc >> b) & 1 != 0 {
+            return false;
+        }
+        if k >= 6 {
+            return self.big_order[i >> 6].load(Relaxed) as usize == k;
+        }
+        let inside = if k == 0 { 0 } else { span_mask(b + 1, b + (1 << k)) };
+        (start | alloc) & inside == 0 && (b != 0 || self.big_order[i >> 6].load(Relaxed) == 0)
+    }
+
     /// First granule in `[from, CHUNK_GRANULES)` whose `start` bit is set or whose
     /// `alloc` bit is clear: the end of a live block that continues at `from`.
     pub fn live_run_end(&self, from: usize) -> Option<usize> {
@@ -193,50 +219,73 @@ impl ChunkMeta {
     /// Lowest run of at least `n` granules with `alloc=0` inside `[from, limit)` of this
     /// chunk; returns its first granule.
     pub fn find_free_run(&self, n: usize, from: usize, limit: usize) -> Option<usize> {
-        let mut run_start = 0;
-        let mut run_len = 0;
+        debug_assert!((1..=64).contains(&n));
+        // Free granules at the top of the words before `w`, ending at granule `w * 64`.
+        let mut carried = 0usize;
         let words = limit.div_ceil(64);
-        for w in from >> 6..words {
-            let mut valid = span_mask(0, core::cmp::min(64, limit - (w << 6)));
-            if w == from >> 6 {
-                valid &= !span_mask(0, from & 63);
+        let mut below_from = span_mask(0, from & 63);
+        let mut w = (from >> 6).wrapping_sub(1);
+        loop {
+            w = w.wrapping_add(1);
+            if w >= words {
+                return None;
             }
-            let free = !self.alloc_word(w) & valid;
-            if free == u64::MAX {
-                if run_len == 0 {
-                    run_start = w << 6;
-                }
-                run_len += 64;
-                if run_len >= n {
-                    return Some(run_start);
-                }
+            let mut free = !self.alloc_word(w) & !below_from;
+            below_from = 0;
+            if free == 0 {
+                // Most words a search passes are full.
+                carried = 0;
                 continue;
             }
-            let mut bit = 0usize;
-            while bit < 64 {
-                let rest = free >> bit;
-                if rest == 0 {
-                    run_len = 0;
-                    break;
-                }
-                let used = rest.trailing_zeros() as usize;
-                if used > 0 {
-                    run_len = 0;
-                    bit += used;
-                }
-                let ones = (!(free >> bit)).trailing_zeros() as usize;
-                let ones = core::cmp::min(ones, 64 - bit);
-                if run_len == 0 {
-                    run_start = (w << 6) + bit;
-                }
-                run_len += ones;
-                if run_len >= n {
-                    return Some(run_start);
-                }
-                bit += ones;
+            if (w + 1) << 6 > limit {
+                free &= span_mask(0, limit - (w << 6));
+            }
+            // A run crossing into this word from below comes first.
+            let head = (!free).trailing_zeros() as usize;
+            if carried > 0 && carried + head >= n {
+                return Some((w << 6) - carried);
+            }
+            // Bit i of `fits` says granules i .. i+n of this word are all free.
+            let mut fits = free;
+            let mut len = 1;
+            while len < n && fits != 0 {
+                let step = core::cmp::min(len, n - len);
+                fits &= fits >> step;
+                len += step;
+            }
+            // (a shift brings in zeros, so a run reaching past bit 63 is not counted here)
+            if fits != 0 {
+                return Some((w << 6) + fits.trailing_zeros() as usize);
+            }
+            carried = if free == u64::MAX { carried + 64 } else { (!free).leading_zeros() as usize };
+        }
+    }
+
+    /// Length of the run of free granules (clear alloc bits) that holds `[lo, hi)`
+    /// (free itself), within `[0, limit)`, counting at most about `cap` granules on
+    /// either side: the exact length when it is below `cap`.
+    pub fn free_run_around(&self, lo: usize, hi: usize, limit: usize, cap: usize) -> usize {
+        let mut below = lo;
+        while below > 0 && lo - below < cap {
+            let w = (below - 1) >> 6;
+            let used = self.alloc_word(w) & span_mask(0, below - (w << 6));
+            if used != 0 {
+                below = (w << 6) + 64 - used.leading_zeros() as usize;
+                break;
+            }
+            below = w << 6;
+        }
+        let mut above = hi;
+        while above < limit && above - hi < cap {
+            let w = above >> 6;
+            let used = self.alloc_word(w) & !span_mask(0, above & 63);
+            let end = if used != 0 { (w << 6) + used.trailing_zeros() as usize } else { (w + 1) << 6 };
+            above = core::cmp::min(end, limit);
+            if used != 0 {
+                break;
             }
         }
-        None
+        above - below
     }
 
     /// Lowest granule in `[from, limit)` whose bit in `plane` is set.
@@ -325,20 +374,46 @@ mod tests {
         m.assign(Plane::Alloc, 0, 4096, true);
         m.assign(Plane::Alloc, 5, 7, false); // run of 2 at 5
         m.assign(Plane::Alloc, 60, 70, false); // run of 10 across a word boundary
-        m.assign(Plane::Alloc, 128, 320, false); // run of 192
+        m.assign(Plane::Alloc, 140, 190, false); // run of 50 inside a word
+        m.assign(Plane::Alloc, 250, 320, false); // run of 70 across a word boundary
         assert_eq!(m.find_free_run(1, 0, 4096), Some(5));
         assert_eq!(m.find_free_run(2, 0, 4096), Some(5));
         assert_eq!(m.find_free_run(3, 0, 4096), Some(60));
         assert_eq!(m.find_free_run(10, 0, 4096), Some(60));
-        assert_eq!(m.find_free_run(11, 0, 4096), Some(128));
-        assert_eq!(m.find_free_run(192, 0, 4096), Some(128));
-        assert_eq!(m.find_free_run(193, 0, 4096), None);
-        assert_eq!(m.find_free_run(100, 0, 200), None, "the limit cuts the run");
+        assert_eq!(m.find_free_run(11, 0, 4096), Some(140));
+        assert_eq!(m.find_free_run(50, 0, 4096), Some(140));
+        assert_eq!(m.find_free_run(51, 0, 4096), Some(250));
+        assert_eq!(m.find_free_run(64, 0, 4096), Some(250));
+        assert_eq!(m.find_free_run(64, 0, 300), None, "the limit cuts the run");
         assert_eq!(m.find_free_run(2, 6, 4096), Some(60), "runs start at or after `from`");
-        m.assign(Plane::Alloc, 4000, 4096, false);
-        assert_eq!(m.find_free_run(96, 0, 4096), Some(128));
-        m.assign(Plane::Alloc, 128, 320, true);
-        assert_eq!(m.find_free_run(96, 0, 4096), Some(4000));
+        assert_eq!(m.find_free_run(40, 260, 4096), Some(260));
+        m.assign(Plane::Alloc, 250, 320, true);
+        assert_eq!(m.find_free_run(64, 0, 4096), None);
+        m.assign(Plane::Alloc, 4032, 4096, false);
+        assert_eq!(m.find_free_run(64, 0, 4096), Some(4032));
+    }
+
+    #[test]
+    fn free_run_search_agrees_with_a_granule_walk() {
+        let m = meta();
+        let mut x = 0x9e3779b97f4a7c15u64;
+        for round in 0..300 {
+            for w in 0..WORDS {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Sparse, dense and mixed words, so that runs of every length occur.
+                let bits = match round % 3 { 0 => x & (x >> 1) & (x >> 2), 1 => x | (x >> 3), _ => x };
+                m.word(Plane::Alloc, w).store(bits, Relaxed);
+            }
+            let free = |g: usize| !m.test(Plane::Alloc, g);
+            for n in [1, 2, 3, 5, 8, 13, 31, 32, 33, 63, 64] {
+                let from = (x as usize >> 20) % 4096;
+                let limit = from + (x as usize >> 40) % (4096 - from) + 1;
+                let naive = (from..limit).find(|&g| g + n <= limit && (g..g + n).all(free));
+                assert_eq!(m.find_free_run(n, from, limit), naive, "n={n} from={from} limit={limit}");
+            }
+        }
     }
 
     #[test]

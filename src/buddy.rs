@@ -100,6 +100,15 @@ pub const PURGE_DIRTY_MIN: usize = 2 << 20;
 pub const PURGE_MIN_ORDER: usize = 12;
 /// Requests of at most this many granules are placed in the lowest free run.
 pub const RUN_MAX: usize = 64;
+/// Run-bound bitmaps per group of chunks: bounds of at least 1, 2, 4, ... `RUN_MAX`.
+const FIT_CLASSES: usize = RUN_MAX.trailing_zeros() as usize + 1;
+
+/// The bitmap a run search for `n` granules visits: the largest `t` with `2^t <= n`
+/// (capped at `RUN_MAX`).
+#[inline]
+fn fit_class(n: usize) -> usize {
+    (usize::BITS - 1 - n.min(RUN_MAX).leading_zeros()) as usize
+}
 /// Largest block a thread cache holds (`cache::CLASSES` is this).
 pub const CACHEABLE_GRANULES: usize = 64;
 /// Requests of at least this many granules may be placed across free blocks at the top.
@@ -119,14 +128,16 @@ pub struct Arena {
     pub limit: usize,
     dir: *mut DirEntry,
     groups: *mut u32,
-    /// Per group of 64 chunks, an upper bound on the longest free run in any of them
-    /// (the largest of their `run_hint`s): a run search skips a whole group below it.
-    group_runs: *mut u32,
-    /// Per chunk, an upper bound on its longest run of free granules, saturating at 255
-    /// (runs are searched for at most `RUN_MAX` granules): set when a run search fails,
-    /// raised by any free there, 255 for a new chunk. Kept in the directory, not in the
-    /// chunk's metadata, so that a search skips a chunk without touching it; one byte,
-    /// as the directory of the brk arena is address space reserved for 32 GiB of heap.
+    /// Per group of 64 chunks, `FIT_CLASSES` bitmaps of its chunks: bit `c` of bitmap
+    /// `t` is set exactly when `run_hint(c) >= 2^t`. A run search for `n` granules
+    /// visits only the chunks of bitmap `floor(log2 n)` instead of walking the group.
+    group_fits: *mut u64,
+    /// Per chunk, at least the length of its longest run of free granules or `RUN_MAX`,
+    /// whichever is less (runs are searched for at most `RUN_MAX` granules): lowered
+    /// when a run search fails there, raised by a free to the length of the run it
+    /// makes (counted up to `RUN_MAX`), 255 for a new chunk. Kept in the directory, not
+    /// in the chunk's metadata, so that a search skips a chunk without touching it; one
+    /// byte, as the directory of the brk arena is address space reserved for 32 GiB of heap.
     /// Changed under the arena lock (atomic only so that shared references suffice).
     run_hints: *mut AtomicU8,
     pub source: Source,
@@ -179,7 +190,7 @@ impl Arena {
             limit: 0,
             dir: core::ptr::null_mut(),
             groups: core::ptr::null_mut(),
-            group_runs: core::ptr::null_mut(),
+            group_fits: core::ptr::null_mut(),
             run_hints: core::ptr::null_mut(),
             source: Source::Brk,
             key: 0,
@@ -205,7 +216,8 @@ impl Arena {
     /// Bytes of directory needed for an arena of `limit` granules.
     pub const fn directory_bytes(limit: usize) -> usize {
         let chunks = limit.div_ceil(CHUNK_GRANULES);
-        chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 8 + chunks
+        let groups = chunks.div_ceil(64);
+        chunks * core::mem::size_of::<DirEntry>() + groups * (FIT_CLASSES * 8 + 4) + chunks
     }
 
     /// An empty arena at `base` (page aligned) describing at most `limit` granules, with
@@ -216,16 +228,18 @@ impl Arena {
     /// `Source::Fixed`, `[base, base + limit*16)` must be mapped and owned by the arena.
     pub unsafe fn new(base: usize, limit: usize, dir_mem: *mut u8, source: Source, key: u64) -> Arena {
         let chunks = limit.div_ceil(CHUNK_GRANULES);
+        let fits_at = chunks * core::mem::size_of::<DirEntry>();
+        let groups_at = fits_at + chunks.div_ceil(64) * FIT_CLASSES * 8;
+        let hints_at = groups_at + chunks.div_ceil(64) * 4;
         Arena {
             base,
             top: AtomicUsize::new(0),
             hi_live: AtomicUsize::new(0),
             limit: core::cmp::min(limit, 1usize << MAX_ORDER),
             dir: dir_mem as *mut DirEntry,
-            groups: dir_mem.add(chunks * core::mem::size_of::<DirEntry>()) as *mut u32,
-            group_runs: dir_mem.add(chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 4) as *mut u32,
-            run_hints: dir_mem.add(chunks * core::mem::size_of::<DirEntry>() + chunks.div_ceil(64) * 8)
-                as *mut AtomicU8,
+            groups: dir_mem.add(groups_at) as *mut u32,
+            group_fits: dir_mem.add(fits_at) as *mut u64,
+            run_hints: dir_mem.add(hints_at) as *mut AtomicU8,
             source,
             key,
             dirty_bytes: 0,
@@ -428,21 +442,7 @@ impl Arena {
     /// a free block there cannot reach into that block, so free granules up to
     /// `g + 2^k` mean it ends there.
     fn is_free_block(&self, g: usize, k: usize) -> bool {
-        if g + (1 << k) > self.top() {
-            return false;
-        }
-        let m = self.meta_of(g);
-        let i = g & (CHUNK_GRANULES - 1);
-        let (alloc, start) = (m.alloc_word(i >> 6), m.start_word(i >> 6));
-        let b = i & 63;
-        if (start >> b) & 1 == 0 || (alloc >> b) & 1 != 0 {
-            return false;
-        }
-        if k >= 6 {
-            return m.big_order[i >> 6].load(Relaxed) as usize == k;
-        }
-        let inside = if k == 0 { 0 } else { span_mask(b + 1, b + (1 << k)) };
-        (start | alloc) & inside == 0 && (b != 0 || m.big_order[i >> 6].load(Relaxed) == 0)
+        g + (1 << k) <= self.top() && self.meta_of(g).is_free_block(g & (CHUNK_GRANULES - 1), k)
     }
 
     /// The order of the buddy-free block starting at `g`, if one does: recorded for
@@ -503,17 +503,12 @@ impl Arena {
     /// Nothing is written into the block: free memory stays untouched (and fresh memory
     /// zero).
     fn push_free(&mut self, g: usize, k: usize) {
+        let m = self.meta_of(g);
+        let i = g & (CHUNK_GRANULES - 1);
         if k >= 6 {
-            self.meta_of(g).big_order[(g & (CHUNK_GRANULES - 1)) >> 6].store(k as u8, Relaxed);
+            m.big_order[i >> 6].store(k as u8, Relaxed);
         }
-        // The run holding this block joins at most two runs that were each no longer
-        // than the old bound.
-        let hint = self.run_hint(g >> CHUNK_SHIFT);
-        let old = hint.load(Relaxed) as usize;
-        let bound = old.saturating_mul(2).saturating_add(1 << k).min(u8::MAX as usize);
-        hint.store(bound as u8, Relaxed);
-        self.raise_group_run(g >> CHUNK_SHIFT, bound as u32);
-        self.assign(Plane::Start, g, g + 1, true);
+        m.set_bit(Plane::Start, i, true);
         self.count_add(g, k);
     }
 
@@ -537,9 +532,59 @@ impl Arena {
             self.free_with_merge(g, k);
             g += 1 << k;
         }
+        self.raise_run_bounds(lo, hi);
+    }
+
+    /// Raises the run bounds of the chunks `[lo, hi)` lies in to the length of the free
+    /// run it is now part of (the only way a longer run appears).
+    fn raise_run_bounds(&self, lo: usize, hi: usize) {
+        // Searches are for at most RUN_MAX granules: a bound that high is high enough.
+        const CAP: usize = RUN_MAX;
+        let top = self.top();
+        let mut g = lo;
+        while g < hi {
+            let base = g & !(CHUNK_GRANULES - 1);
+            let end = core::cmp::min(hi, base + CHUNK_GRANULES);
+            if self.run_hint(g >> CHUNK_SHIFT).load(Relaxed) as usize >= CAP {
+                g = end;
+                continue;
+            }
+            let run = if end - g >= CAP {
+                CAP
+            } else {
+                let limit = core::cmp::min(CHUNK_GRANULES, top - base);
+                let m = self.meta_of(g);
+                m.free_run_around(g - base, end - base, limit, CAP).min(CAP)
+            };
+            if run > self.run_hint(g >> CHUNK_SHIFT).load(Relaxed) as usize {
+                self.set_run_hint(g >> CHUNK_SHIFT, run);
+            }
+            g = end;
+        }
     }
 
     fn free_with_merge(&mut self, mut g: usize, mut k: usize) {
+        // Buddies below a chunk's size lie in g's chunk: merge with its metadata in hand.
+        let top = self.top();
+        let base = g & !(CHUNK_GRANULES - 1);
+        // SAFETY: g's chunk keeps its metadata while the lock (&mut self) is held; the
+        // reference is detached from `self` only so that the directory can be updated.
+        let m = unsafe { &*(self.meta_of(g) as *const ChunkMeta) };
+        while k < CHUNK_SHIFT {
+            let buddy = g ^ (1 << k);
+            if buddy + (1 << k) > top || !m.is_free_block(buddy - base, k) {
+                break;
+            }
+            if k >= 6 {
+                m.big_order[(buddy - base) >> 6].store(0, Relaxed);
+            }
+            if m.count_free(k, -1) == 0 {
+                self.dir_mut(base >> CHUNK_SHIFT).mask &= !(1 << k);
+            }
+            m.set_bit(Plane::Start, core::cmp::max(g, buddy) - base, false);
+            g = core::cmp::min(g, buddy);
+            k += 1;
+        }
         while k < MAX_ORDER {
             let buddy = g ^ (1 << k);
             if !self.is_free_block(buddy, k) {
@@ -763,37 +808,34 @@ impl Arena {
         // A run of n granules contains an aligned free block of at least this order.
         let min_order = (usize::BITS - 1 - (n + 1).leading_zeros()) as usize - 1;
         let want = !0u32 << min_order;
-        let mut grp = first >> 6;
-        while grp << 6 < chunks {
-            // SAFETY: grp is within the directory; the owner's lock is held.
-            let group_run = unsafe { &mut *self.group_runs.add(grp) };
-            if *group_run as usize >= n {
-                let lo = core::cmp::max(grp << 6, first);
-                let hi = core::cmp::min((grp + 1) << 6, chunks);
-                let mut longest = 0;
-                for c in lo..hi {
-                    let d = self.dir(c);
-                    let mut hint = self.run_hint(c).load(Relaxed);
-                    if hint as usize >= n && d.mask & want != 0 {
-                        if let Some(m) = self.meta(c) {
-                            let start = if c == first { from & (CHUNK_GRANULES - 1) } else { 0 };
-                            let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
-                            if let Some(i) = m.find_free_run(n, start, limit) {
-                                return Some((c << CHUNK_SHIFT) + i);
-                            }
-                            if start == 0 {
-                                hint = (n - 1) as u8;
-                                self.run_hint(c).store(hint, Relaxed);
-                            }
-                        }
-                    }
-                    longest = core::cmp::max(longest, hint as u32);
+        let class = fit_class(n);
+        for grp in first >> 6..chunks.div_ceil(64) {
+            let mut candidates = self.fits(grp, class);
+            if grp == first >> 6 {
+                candidates &= !0u64 << (first & 63);
+            }
+            if chunks < (grp + 1) << 6 {
+                candidates &= span_mask(0, chunks - (grp << 6));
+            }
+            while candidates != 0 {
+                let c = (grp << 6) + candidates.trailing_zeros() as usize;
+                candidates &= candidates - 1;
+                if (self.run_hint(c).load(Relaxed) as usize) < n {
+                    continue;
                 }
-                if lo == grp << 6 {
-                    *group_run = longest;
+                let start = if c == first { from & (CHUNK_GRANULES - 1) } else { 0 };
+                if self.dir(c).mask & want != 0 {
+                    let Some(m) = self.meta(c) else { continue };
+                    let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
+                    if let Some(i) = m.find_free_run(n, start, limit) {
+                        return Some((c << CHUNK_SHIFT) + i);
+                    }
+                }
+                // No run of n here (without a free block of min_order there is none).
+                if start == 0 {
+                    self.set_run_hint(c, n - 1);
                 }
             }
-            grp += 1;
         }
         None
     }
@@ -805,13 +847,26 @@ impl Arena {
         unsafe { &*self.run_hints.add(c) }
     }
 
-    /// Raises the run bound of chunk `c`'s group to at least `bound`.
-    fn raise_group_run(&self, c: usize, bound: u32) {
-        // SAFETY: the group index is within the directory; the owner's lock is held.
-        unsafe {
-            let r = self.group_runs.add(c >> 6);
-            if *r < bound {
-                *r = bound;
+    /// Group `grp`'s bitmap of chunks whose run bound is at least `2^class`.
+    #[inline]
+    fn fits(&self, grp: usize, class: usize) -> u64 {
+        // SAFETY: the group index is within the directory.
+        unsafe { *self.group_fits.add(grp * FIT_CLASSES + class) }
+    }
+
+    /// Sets chunk `c`'s run bound (saturating at 255) and its bits in the group bitmaps.
+    fn set_run_hint(&self, c: usize, bound: usize) {
+        let bound = bound.min(u8::MAX as usize);
+        self.run_hint(c).store(bound as u8, Relaxed);
+        let classes = if bound == 0 { 0 } else { fit_class(bound) + 1 };
+        let bit = 1u64 << (c & 63);
+        for t in 0..FIT_CLASSES {
+            // SAFETY: the group index is within the directory; the owner's lock is held.
+            let w = unsafe { &mut *self.group_fits.add((c >> 6) * FIT_CLASSES + t) };
+            if t < classes {
+                *w |= bit;
+            } else {
+                *w &= !bit;
             }
         }
     }
@@ -1077,8 +1132,7 @@ impl Arena {
                 let m = &*(self.addr(at) as *const ChunkMeta);
                 m.chunk.store(c as u32, Relaxed);
             }
-            self.run_hint(c).store(u8::MAX, Relaxed);
-            self.raise_group_run(c, u32::MAX);
+            self.set_run_hint(c, u8::MAX as usize);
             self.dir(c).meta.store(at as u32 + 1, Release);
         }
         self.top.store(new_top, Release);

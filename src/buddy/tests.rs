@@ -134,10 +134,12 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
             }
         }
         let got = longest.get(&c).copied().unwrap_or(0);
-        assert!(a.run_hint(c).load(Relaxed) as usize >= got.min(u8::MAX as usize), "chunk {c}: run bound below a run of {got}");
-        // SAFETY: the group index is within the directory.
-        let group = unsafe { *a.group_runs.add(c >> 6) } as usize;
-        assert!(group >= got, "group of chunk {c}: run bound below a run of {got}");
+        assert!(a.run_hint(c).load(Relaxed) as usize >= got.min(RUN_MAX), "chunk {c}: run bound below a run of {got}");
+        let hint = a.run_hint(c).load(Relaxed) as usize;
+        for t in 0..FIT_CLASSES {
+            let listed = a.fits(c >> 6, t) & (1 << (c & 63)) != 0;
+            assert_eq!(listed, hint >= 1 << t, "chunk {c}: fit bitmap {t} disagrees with its bound {hint}");
+        }
     }
 }
 
