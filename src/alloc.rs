@@ -49,6 +49,31 @@ fn count_free(tc: Option<&mut ThreadCache>) {
 /// Allocates `size` bytes; null when the heap is exhausted or the size is impossible.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
+    match malloc_cached(size) {
+        Some(p) => p,
+        None => malloc_other(size),
+    }
+}
+
+/// The fast path of `malloc`: a small block popped from this thread's cache. No call is
+/// made on it, so it needs no saved registers; the rest is `malloc_other`.
+#[inline(always)]
+pub fn malloc_cached(size: usize) -> Option<*mut u8> {
+    if size <= CLASSES * GRANULE {
+        if let Some(tc) = cache::existing() {
+            let n = core::cmp::max(1, (size + GRANULE - 1) >> GRANULE_SHIFT);
+            let a = tc.pop(n)?;
+            count_alloc(Some(tc), size);
+            return Some(a as *mut u8);
+        }
+    }
+    None
+}
+
+/// Every allocation the fast path cannot serve: a refill, a new thread's cache, larger
+/// sizes.
+#[inline(never)]
+pub fn malloc_other(size: usize) -> *mut u8 {
     if size <= CLASSES * GRANULE {
         if let Some(tc) = cache::current() {
             let n = core::cmp::max(1, (size + GRANULE - 1) >> GRANULE_SHIFT);
@@ -150,11 +175,29 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
     }
 }
 
-/// Frees the block at `p` (non-null). The fast path: a block of up to 64 KiB that is not
-/// the highest live block goes to the thread cache; the bitmaps are read, the block only
-/// written.
+/// Frees the block at `p` (non-null). The fast path: a small block of the brk heap that
+/// ends in the bitmap word where it starts, and is not the highest live block, goes to
+/// the thread cache; one bitmap pair is read, the block only written. No call is made
+/// on that path, so it needs no saved registers; everything else goes to `free_other`.
 #[inline(always)]
 pub fn free(p: *mut u8) {
+    if let Some(tc) = cache::existing() {
+        let arena = heap::brk_arena();
+        if let Some((g, n)) = arena.short_block_at(p as usize) {
+            if g + n != arena.hi_live_relaxed() {
+                count_free(Some(&mut *tc));
+                tc.push(p as usize, n);
+                return;
+            }
+        }
+    }
+    free_other(p)
+}
+
+/// Frees what the fast path left: blocks that cross a bitmap word (up to 64 KiB go to
+/// the thread cache), blocks of fallback arenas, the highest live block, misuse.
+#[inline(never)]
+fn free_other(p: *mut u8) {
     let addr = p as usize;
     if let (Some(tc), Some(arena)) = (cache::current(), heap::arena_of(addr)) {
         // n == 0: the block reaches its chunk's end; the slow path measures it.

@@ -409,6 +409,45 @@ impl Arena {
         }
     }
 
+    /// The fast path of `free`: the live block starting at `addr` when it ends inside
+    /// the bitmap word of its first granule (every small block that does not cross a
+    /// word boundary), as `(granule, length)`. `None` for everything else, which
+    /// [`live_block_at`](Self::live_block_at) then sorts out (other arenas, longer
+    /// blocks, misuse).
+    #[inline(always)]
+    pub fn short_block_at(&self, addr: usize) -> Option<(usize, usize)> {
+        let off = addr.wrapping_sub(self.base);
+        // A stale top only sends the call to the slow path, which rereads it.
+        if off >= self.top.load(Relaxed) << GRANULE_SHIFT || off & (GRANULE - 1) != 0 {
+            return None;
+        }
+        let g = off >> GRANULE_SHIFT;
+        let m = self.dir(g >> CHUNK_SHIFT).meta.load(Acquire);
+        if m == 0 {
+            return None;
+        }
+        // SAFETY: a non-zero entry names the live metadata block of g's chunk, which
+        // stays while a live block (the caller's) lies in the chunk.
+        let meta = unsafe { &*((self.base + ((m as usize - 1) << GRANULE_SHIFT)) as *const ChunkMeta) };
+        let (alloc, start) = meta.pair((g & (CHUNK_GRANULES - 1)) >> 6);
+        let b = g & 63;
+        if ((alloc & start) >> b) & 1 == 0 {
+            return None;
+        }
+        let stop = ((start | !alloc) >> b) >> 1;
+        if stop == 0 {
+            return None;
+        }
+        Some((g, 1 + stop.trailing_zeros() as usize))
+    }
+
+    /// `hi_live` for the free fast path (a stale value only changes whether a block
+    /// goes to the cache or back to the heap at once).
+    #[inline(always)]
+    pub fn hi_live_relaxed(&self) -> usize {
+        self.hi_live.load(Relaxed)
+    }
+
     /// End of the live block that starts at `g` (which must be a live start). Reads the
     /// metadata of the chunks after g's: call it with the lock held.
     #[inline(never)]

@@ -257,6 +257,18 @@ pub fn current() -> Option<&'static mut ThreadCache> {
     None
 }
 
+/// This thread's cache if it has one (without creating it).
+#[inline(always)]
+pub fn existing() -> Option<&'static mut ThreadCache> {
+    let p = tls::get();
+    if p as usize > DEAD as usize {
+        // SAFETY: as in current().
+        Some(unsafe { &mut *p })
+    } else {
+        None
+    }
+}
+
 /// This thread's counters, if it has a cache (without creating one).
 #[inline]
 pub fn counters() -> Option<&'static Counters> {
@@ -415,9 +427,12 @@ impl ThreadCache {
         // SAFETY: the block is live and the caller's to give up; 16 bytes, aligned.
         unsafe { h.write(CachedHeader { tag: self.tag(addr), next: head }) };
         self.heads[i] = h;
-        self.counts[i] += 1;
-        self.cached += granules;
-        if self.counts[i] > self.limits[i] || self.cached > self.budget {
+        let count = self.counts[i] + 1;
+        self.counts[i] = count;
+        let cached = self.cached + granules;
+        self.cached = cached;
+        // One branch for both limits.
+        if (count > self.limits[i]) | (cached > self.budget) {
             self.overflow(i);
         }
     }

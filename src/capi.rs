@@ -21,7 +21,15 @@ fn enomem_if_null(p: *mut u8) -> Ptr {
 
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> Ptr {
-    enomem_if_null(alloc::malloc(size))
+    match alloc::malloc_cached(size) {
+        Some(p) => p as Ptr,
+        None => malloc_other(size),
+    }
+}
+
+#[inline(never)]
+fn malloc_other(size: usize) -> Ptr {
+    enomem_if_null(alloc::malloc_other(size))
 }
 
 #[no_mangle]

@@ -303,6 +303,12 @@ pub fn was_heap(addr: usize) -> bool {
     addr >= h.brk.base && addr < BRK_PEAK_END.load(Relaxed)
 }
 
+/// The brk arena, for lock-free lookups (its base and directory never move).
+#[inline(always)]
+pub fn brk_arena() -> &'static Arena {
+    &heap_view().brk
+}
+
 /// The arena holding `addr`, without the lock (see the module invariants).
 #[inline]
 pub fn arena_of(addr: usize) -> Option<&'static Arena> {
