@@ -393,6 +393,15 @@ def test_speed_summary_and_ratios():
     assert c["over_myalloc"]["jemalloc"] == pytest.approx(0.42 / 0.55)   # small only
     assert py["my_glibc"] == pytest.approx((1.2 * 0.75) ** 0.5)
     assert py["over_myalloc"]["jemalloc"] == pytest.approx((0.8 / 1.2 * 1.7 / 1.5) ** 0.5)
+    # Paired: the median over rounds of the ratio within each round.
+    assert small["paired_glibc"] == pytest.approx(0.5)
+    assert small["paired_best"] == pytest.approx(0.6 / 0.35)   # rounds: 1.52, 1.71, 1.83
+    assert prodcons["paired_best"] == pytest.approx(10.0)       # 10, 8.8, 12
+    assert pyast["paired_glibc"] == pytest.approx(0.75)
+    assert py["paired_glibc"] == pytest.approx((1.2 * 0.75) ** 0.5)
+    verdicts = {what: (ok, pv) for what, _, _, ok, pv in speed_report.targets(t)}
+    assert verdicts["py-ast: myalloc/glibc"] == (True, pytest.approx(0.75))
+    assert verdicts["small: myalloc/best peer"] == (False, pytest.approx(0.6 / 0.35))
 
 
 def test_speed_terminal_table_and_files(tmp_path):
