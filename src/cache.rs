@@ -39,7 +39,7 @@ use crate::sys;
 
 pub const CLASSES: usize = crate::buddy::CACHEABLE_GRANULES;
 /// Bytes a class may hold before half of it goes back to the heap.
-const CLASS_BYTES: usize = 32 << 10;
+const CLASS_BYTES: usize = 64 << 10;
 /// Blocks sorted and returned to the heap together (a stack buffer of addresses).
 const FLUSH_BATCH: usize = 256;
 /// Bytes of blocks a refill brings in at once.
@@ -197,7 +197,7 @@ fn mid_class_for_block(n: usize) -> usize {
 const MID_CLASS_BYTES: usize = 64 << 10;
 
 /// A class may grow to `LIMITS[n] << MAX_SCALE` blocks.
-const MAX_SCALE: u8 = 3;
+const MAX_SCALE: u8 = 4;
 /// Blocks a class may hold at first: `CLASS_BYTES` worth, 8 to 512 (small classes), or
 /// `MID_CLASS_BYTES` worth, at least one (mid classes).
 const LIMITS: [u32; LISTS] = {
