@@ -98,6 +98,12 @@ impl ChunkMeta {
     /// from before a change and a start word from after it: it loads both at once where
     /// the CPU makes a 16-byte load atomic, else re-reads both until neither moved in
     /// between.
+    /// `pair` where the CPU loads both words at once; `None` elsewhere.
+    #[inline(always)]
+    pub fn pair_at_once(&self, w: usize) -> Option<(u64, u64)> {
+        crate::sys::load_pair(self.bits[w].as_ptr() as *const u64)
+    }
+
     #[inline(always)]
     pub fn pair(&self, w: usize) -> (u64, u64) {
         if let Some(p) = crate::sys::load_pair(self.bits[w].as_ptr() as *const u64) {

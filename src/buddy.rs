@@ -410,8 +410,9 @@ impl Arena {
     }
 
     /// The fast path of `free`: the live block starting at `addr` when it ends inside
-    /// the bitmap word of its first granule (every small block that does not cross a
-    /// word boundary), as `(granule, length)`. `None` for everything else, which
+    /// the bitmap word of its first granule or the next one of the same chunk (every
+    /// small block, up to `CACHEABLE_GRANULES`, that does not reach its chunk's end), as
+    /// `(granule, length)`. `None` for everything else, which
     /// [`live_block_at`](Self::live_block_at) then sorts out (other arenas, longer
     /// blocks, misuse).
     #[inline(always)]
@@ -429,16 +430,29 @@ impl Arena {
         // SAFETY: a non-zero entry names the live metadata block of g's chunk, which
         // stays while a live block (the caller's) lies in the chunk.
         let meta = unsafe { &*((self.base + ((m as usize - 1) << GRANULE_SHIFT)) as *const ChunkMeta) };
-        let (alloc, start) = meta.pair((g & (CHUNK_GRANULES - 1)) >> 6);
+        // (Without atomic 16-byte loads the slow path rereads the pair until stable.)
+        let (alloc, start) = meta.pair_at_once((g & (CHUNK_GRANULES - 1)) >> 6)?;
         let b = g & 63;
         if ((alloc & start) >> b) & 1 == 0 {
             return None;
         }
         let stop = ((start | !alloc) >> b) >> 1;
+        if stop != 0 {
+            return Some((g, 1 + stop.trailing_zeros() as usize));
+        }
+        // The block runs into the next word of the same chunk: it ends there if it is
+        // a small one (at most 64 granules).
+        let w = (g & (CHUNK_GRANULES - 1)) >> 6;
+        if w + 1 == WORDS {
+            return None;
+        }
+        let (alloc, start) = meta.pair_at_once(w + 1)?;
+        let stop = start | !alloc;
         if stop == 0 {
             return None;
         }
-        Some((g, 1 + stop.trailing_zeros() as usize))
+        let n = 64 - b + stop.trailing_zeros() as usize;
+        (n <= CACHEABLE_GRANULES).then_some((g, n))
     }
 
     /// `hi_live` for the free fast path (a stale value only changes whether a block
@@ -508,16 +522,6 @@ impl Arena {
 
     // ----- free block bookkeeping ---------------------------------------------------
 
-    fn count_add(&mut self, g: usize, k: usize) {
-        let c = g >> CHUNK_SHIFT;
-        let n = self.meta_of(g).count_free(k, 1);
-        if n == 1 {
-            self.dir_mut(c).mask |= 1 << k;
-            // SAFETY: group index is within the directory.
-            unsafe { *self.groups.add(c >> 6) |= 1 << k };
-        }
-    }
-
     fn count_sub(&mut self, g: usize, k: usize) {
         let c = g >> CHUNK_SHIFT;
         let n = self.meta_of(g).count_free(k, -1);
@@ -542,13 +546,25 @@ impl Arena {
     /// Nothing is written into the block: free memory stays untouched (and fresh memory
     /// zero).
     fn push_free(&mut self, g: usize, k: usize) {
-        let m = self.meta_of(g);
+        // SAFETY: as in free_with_merge.
+        let m = unsafe { &*(self.meta_of(g) as *const ChunkMeta) };
+        self.push_free_in(m, g, k);
+    }
+
+    /// `push_free` with `g`'s chunk metadata `m` in hand.
+    #[inline]
+    fn push_free_in(&mut self, m: &ChunkMeta, g: usize, k: usize) {
         let i = g & (CHUNK_GRANULES - 1);
         if k >= 6 {
             m.big_order[i >> 6].store(k as u8, Relaxed);
         }
         m.set_bit(Plane::Start, i, true);
-        self.count_add(g, k);
+        if m.count_free(k, 1) == 1 {
+            let c = g >> CHUNK_SHIFT;
+            self.dir_mut(c).mask |= 1 << k;
+            // SAFETY: group index is within the directory.
+            unsafe { *self.groups.add(c >> 6) |= 1 << k };
+        }
     }
 
     /// Forgets the buddy-free block at `g` (order `k`); its start bit is left set.
@@ -623,6 +639,11 @@ impl Arena {
             m.set_bit(Plane::Start, core::cmp::max(g, buddy) - base, false);
             g = core::cmp::min(g, buddy);
             k += 1;
+        }
+        if k < CHUNK_SHIFT {
+            self.push_free_in(m, g, k);
+            m.dirty.store(1, Relaxed);
+            return;
         }
         while k < MAX_ORDER {
             let buddy = g ^ (1 << k);
@@ -723,10 +744,25 @@ impl Arena {
         if self.fresh_from != usize::MAX {
             self.fresh_from = self.fresh_from.max(end);
         }
-        self.assign(Plane::Start, g, end, false);
-        for i in 0..k {
-            let b = g + i * n;
-            self.assign(Plane::Start, b, b + 1, true);
+        if k == 1 {
+            self.assign(Plane::Start, g, end, false);
+            self.assign(Plane::Start, g, g + 1, true);
+        } else {
+            // A batch of small blocks: one store per bitmap word, the run's old start
+            // bits replaced by its blocks' first granules.
+            let mut next_start = g;
+            let mut ws = g & !63;
+            while ws < end {
+                let (lo, hi) = (core::cmp::max(g, ws), core::cmp::min(end, ws + 64));
+                let mut starts = 0u64;
+                while next_start < hi {
+                    starts |= 1 << (next_start - ws);
+                    next_start += n;
+                }
+                let word = self.meta_of(ws).word(Plane::Start, (ws & (CHUNK_GRANULES - 1)) >> 6);
+                word.store((word.load(Relaxed) & !span_mask(lo - ws, hi - ws)) | starts, Release);
+                ws += 64;
+            }
         }
         self.assign(Plane::Alloc, g, end, true);
         self.stats.live_granules += (n * k) as u64;
