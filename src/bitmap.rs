@@ -38,16 +38,27 @@ pub struct ChunkMeta {
     /// Buddy-free blocks of each order that start in this chunk. Changed under the arena
     /// lock (atomics only so that shared references suffice; relaxed plain stores).
     pub free_count: [AtomicU16; MAX_ORDER + 1],
-    /// Per 64-granule slot `s`: the order of the buddy-free block of order >= 6 that
-    /// starts at the slot's first granule, 0 if none does. (A free block of a lower order
-    /// lies within one bitmap word, and its order is the distance to the next set bit.)
-    /// Changed under the arena lock.
+    /// Per 64-granule slot `s` (bitmap word `s`), one of:
+    /// * the order of the buddy-free block of order >= 6 that starts at the slot's first
+    ///   granule (a free block of a lower order lies within one word, and its order is
+    ///   the distance to the next set bit);
+    /// * `INTERIOR | (k - 1)` when the slot is the first of `k` slots wholly inside a
+    ///   live block that starts in an earlier slot of this chunk (and `k` is all such
+    ///   slots of the block in this chunk): `free` then skips the `k` words instead
+    ///   of reading them to find where a block of up to 64 KiB ends;
+    /// * 0.
+    ///
+    /// Changed under the arena lock; a block's marker is read without it only by the
+    /// block's owner, and does not change while the block is live and unchanged.
     pub big_order: [AtomicU8; WORDS],
     /// A block was freed here since the last purge. Changed under the arena lock.
     pub dirty: AtomicU32,
     /// The chunk this metadata describes (lets trimming recognise metadata blocks).
     pub chunk: AtomicU32,
 }
+
+/// `big_order` values from this up mark words wholly inside a live block.
+pub const INTERIOR: u8 = 0x80;
 
 pub const META_BYTES: usize = core::mem::size_of::<ChunkMeta>();
 pub const META_GRANULES: usize = META_BYTES.div_ceil(GRANULE);
@@ -167,6 +178,53 @@ impl ChunkMeta {
         }
         let inside = if k == 0 { 0 } else { span_mask(b + 1, b + (1 << k)) };
         (start | alloc) & inside == 0 && (b != 0 || self.big_order[i >> 6].load(Relaxed) == 0)
+    }
+
+    /// Words `[first, last)` of this chunk lie wholly inside the live block `[lo, hi)`
+    /// (chunk-relative granules, `hi` may pass the chunk's end) after its first word.
+    #[inline]
+    fn interior_words(lo: usize, hi: usize) -> (usize, usize) {
+        ((lo >> 6) + 1, core::cmp::min(hi, CHUNK_GRANULES) >> 6)
+    }
+
+    /// Records the interior words of the live block that starts at `lo` in this chunk
+    /// and now ends at `hi`, having ended at `old_hi` (`lo` for a new block; under the
+    /// arena lock). Call it before a shrunk block's tail is freed.
+    pub fn reshape_interior(&self, lo: usize, old_hi: usize, hi: usize) {
+        let (first, last) = Self::interior_words(lo, hi);
+        if first < last {
+            self.big_order[first].store(INTERIOR | (last - first - 1) as u8, Relaxed);
+        } else if first < Self::interior_words(lo, old_hi).1 {
+            // Shrunk out of the slot it marked (which no other block can mark: another
+            // block starting in the same word ends before it).
+            self.big_order[first].store(0, Relaxed);
+        }
+    }
+
+    /// Forgets the markers of the words whose first granule lies in `[lo, hi)` (live
+    /// granules about to be freed: no free block starts there, and a marker there
+    /// belongs to the block being freed).
+    pub fn clear_interior(&self, lo: usize, hi: usize) {
+        for w in lo.div_ceil(64)..core::cmp::min(hi, CHUNK_GRANULES).div_ceil(64) {
+            if self.big_order[w].load(Relaxed) >= INTERIOR {
+                self.big_order[w].store(0, Relaxed);
+            }
+        }
+    }
+
+    /// End of the live block that started before word `w` and continues into it: like
+    /// `live_run_end(w * 64)`, but skipping the words its marker says it covers.
+    /// Called by the block's owner.
+    #[inline]
+    pub fn live_block_end_from_word(&self, w: usize) -> Option<usize> {
+        let mut w = w;
+        if w < WORDS {
+            let mark = self.big_order[w].load(Relaxed);
+            if mark >= INTERIOR {
+                w += 1 + (mark & !INTERIOR) as usize;
+            }
+        }
+        self.live_run_end(w << 6)
     }
 
     /// First granule in `[from, CHUNK_GRANULES)` whose `start` bit is set or whose

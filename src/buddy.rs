@@ -115,6 +115,10 @@ pub const CACHEABLE_GRANULES: usize = 64;
 const LARGE_GRANULES: usize = CHUNK_GRANULES;
 const PAGE_GRANULES: usize = sys::PAGE / GRANULE;
 
+/// The first cache line holds what the lock-free `free` reads (base, top, hi_live, the
+/// directory); the fields written under the lock at every refill and flush follow in
+/// later lines, so that one thread's refill does not evict that line from the others.
+#[repr(C, align(64))]
 pub struct Arena {
     /// Address of granule 0; page aligned. Immutable once the arena is published.
     pub base: usize,
@@ -363,6 +367,18 @@ impl Arena {
         self.meta_of(g).test(plane, g & (CHUNK_GRANULES - 1))
     }
 
+    /// Drops the interior-word markers of the live granules `[lo, hi)`, which are being
+    /// freed (see `ChunkMeta::big_order`).
+    fn clear_interior(&self, lo: usize, hi: usize) {
+        let mut g = lo;
+        while g < hi {
+            let chunk_base = g & !(CHUNK_GRANULES - 1);
+            let end = core::cmp::min(hi, chunk_base + CHUNK_GRANULES);
+            self.meta_of(g).clear_interior(g - chunk_base, end - chunk_base);
+            g = end;
+        }
+    }
+
     /// Sets or clears `[lo, hi)` of a plane across chunks; returns the bits already in
     /// that state.
     pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
@@ -403,7 +419,7 @@ impl Arena {
             return Ok((g, 1 + stop.trailing_zeros() as usize));
         }
         let chunk_base = g & !(CHUNK_GRANULES - 1);
-        match m.live_run_end((w + 1) << 6) {
+        match m.live_block_end_from_word(w + 1) {
             Some(x) => Ok((g, chunk_base + x - g)),
             None => Ok((g, 0)),
         }
@@ -747,6 +763,10 @@ impl Arena {
         if k == 1 {
             self.assign(Plane::Start, g, end, false);
             self.assign(Plane::Start, g, g + 1, true);
+            if n > 64 {
+                let base = g & !(CHUNK_GRANULES - 1);
+                self.meta_of(g).reshape_interior(g - base, g - base, end - base);
+            }
         } else {
             // A batch of small blocks: one store per bitmap word, the run's old start
             // bits replaced by its blocks' first granules.
@@ -1067,6 +1087,7 @@ impl Arena {
         if self.assign(Plane::Alloc, g, g + n, false) != 0 {
             crate::report::misuse("free", crate::report::Misuse::DoubleFree, self.addr(g));
         }
+        self.clear_interior(g, g + n);
         self.stats.live_granules -= n as u64;
         self.release_range(g, g + n);
         self.lower_hi_live(g + n);
@@ -1119,6 +1140,8 @@ impl Arena {
         }
         self.assign(Plane::Start, g + n, need_end, false);
         self.assign(Plane::Alloc, g + n, need_end, true);
+        let base = g & !(CHUNK_GRANULES - 1);
+        self.meta_of(g).reshape_interior(g - base, g + n - base, need_end - base);
         self.stats.live_granules += (m - n) as u64;
         if need_end < blocks_end {
             self.release_range(need_end, blocks_end);
@@ -1130,6 +1153,10 @@ impl Arena {
     pub fn shrink_in_place(&mut self, g: usize, n: usize, m: usize) {
         if m < n {
             self.assign(Plane::Alloc, g + m, g + n, false);
+            self.clear_interior(g + m, g + n);
+            // (before the freed tail can become a free block whose order this slot holds)
+            let base = g & !(CHUNK_GRANULES - 1);
+            self.meta_of(g).reshape_interior(g - base, g + n - base, g + m - base);
             self.stats.live_granules -= (n - m) as u64;
             self.release_range(g + m, g + n);
             self.lower_hi_live(g + n);
@@ -1293,6 +1320,7 @@ impl Arena {
             if tail < clear_end {
                 // Alloc bits first (see "Lock-free readers" at the top).
                 self.assign(Plane::Alloc, tail, clear_end, false);
+                self.clear_interior(tail, clear_end);
                 self.assign(Plane::Start, tail, clear_end, false);
             }
             self.top.store(new_top, Release);
@@ -1307,6 +1335,7 @@ impl Arena {
                 if m - 1 < tail {
                     // Metadata in a hole lower down: an ordinary block to free.
                     self.assign(Plane::Alloc, m - 1, m - 1 + META_GRANULES, false);
+                    self.clear_interior(m - 1, m - 1 + META_GRANULES);
                     self.release_range(m - 1, m - 1 + META_GRANULES);
                 }
             }

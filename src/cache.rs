@@ -109,7 +109,9 @@ pub struct ThreadCache {
     prev: *mut ThreadCache,
 }
 
-const CACHE_GRANULES: usize = core::mem::size_of::<ThreadCache>().div_ceil(GRANULE);
+/// A cache takes whole cache lines (64 bytes, 4 granules), so that no other thread's
+/// block shares a line with it.
+const CACHE_GRANULES: usize = core::mem::size_of::<ThreadCache>().div_ceil(64) * 4;
 
 /// Head of the list of live caches, and counters of threads that have exited.
 pub struct Registry {
@@ -353,7 +355,7 @@ fn create() -> Option<&'static mut ThreadCache> {
     // Mark first, so that anything called from here that allocates takes the slow path.
     tls::set(DEAD);
     let mut h = HEAP.lock();
-    let addr = h.alloc(CACHE_GRANULES, 1)?;
+    let addr = h.alloc(CACHE_GRANULES, 4)?;
     let tc = addr as *mut ThreadCache;
     // SAFETY: a fresh internal block of the right size; zero is a valid empty cache.
     unsafe {

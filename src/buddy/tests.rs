@@ -124,14 +124,39 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
         let e = longest.entry(c).or_default();
         *e = core::cmp::max(*e, run.2);
     }
+    // Interior-word markers: exactly one per live block with whole words after its
+    // first, in its first chunk, counting those words.
+    let mut markers: BTreeMap<(usize, usize), u8> = BTreeMap::new();
+    for &(g, n, state) in &all {
+        if state == 1 {
+            let base = g & !(CHUNK_GRANULES - 1);
+            let (first, last) = (((g - base) >> 6) + 1, core::cmp::min(g + n - base, CHUNK_GRANULES) >> 6);
+            if first < last {
+                markers.insert((base >> CHUNK_SHIFT, first), INTERIOR | (last - first - 1) as u8);
+            }
+            // The lock-free lookup of free() measures every block that ends before its
+            // chunk does (one reaching the end is measured under the lock).
+            if g + n < base + CHUNK_GRANULES && g + n < a.top() {
+                assert_eq!(a.live_block_at(a.addr(g)), Ok((g, n)), "live block at {g}+{n}");
+            }
+        }
+    }
     for c in 0..a.top().div_ceil(CHUNK_GRANULES) {
         let m = a.meta(c).unwrap();
         for w in 0..WORDS {
-            let k = m.big_order[w].load(Relaxed) as usize;
+            let k = m.big_order[w].load(Relaxed);
             let g = (c << CHUNK_SHIFT) + (w << 6);
-            if k != 0 {
+            if k >= INTERIOR {
+                assert_eq!(markers.remove(&(c, w)), Some(k), "stale interior marker {k:#x} at {g}");
+            } else if k != 0 {
+                let k = k as usize;
                 assert!(all.iter().any(|&(b, n, s)| b == g && s == 0 && n == 1 << k), "stale order {k} at {g}");
             }
+        }
+        if let Some((&(mc, mw), &v)) = markers.range((c, 0)..(c + 1, 0)).next() {
+            let g0 = (mc << CHUNK_SHIFT) + (mw << 6);
+            let blk = all.iter().find(|&&(b, n, s)| s == 1 && b < g0 && b + n > g0);
+            panic!("chunk {c}: interior marker {v:#x} missing at word {mw} (slot holds {:#x}); block {blk:?}; metas {metas:?}", m.big_order[mw].load(Relaxed));
         }
         let got = longest.get(&c).copied().unwrap_or(0);
         assert!(a.run_hint(c).load(Relaxed) as usize >= got.min(RUN_MAX), "chunk {c}: run bound below a run of {got}");
