@@ -404,8 +404,6 @@ impl ThreadCache {
         }
         // SAFETY: as above; clearing the tag makes the block the user's again.
         unsafe { (*h).tag = 0 };
-        // The next pop of this list reads the new head: start fetching it now.
-        sys::prefetch(next as usize);
         self.heads[i] = next;
         self.counts[i] -= 1;
         self.cached -= granules;

@@ -211,16 +211,3 @@ pub fn load_pair(p: *const u64) -> Option<(u64, u64)> {
     let _ = p;
     None
 }
-
-/// Asks the CPU to bring the cache line at `addr` closer (a hint: never faults, any
-/// address is allowed).
-#[inline(always)]
-pub fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint; it reads nothing and cannot fault.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
-}
