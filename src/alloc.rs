@@ -176,9 +176,10 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
 }
 
 /// Frees the block at `p` (non-null). The fast path: a small block of the brk heap that
-/// ends in the bitmap word where it starts, and is not the highest live block, goes to
-/// the thread cache; one bitmap pair is read, the block only written. No call is made
-/// on that path, so it needs no saved registers; everything else goes to `free_other`.
+/// ends in the bitmap word where it starts or the next one, and is not the highest live
+/// block, goes to the thread cache; one or two bitmap pairs are read, the block only
+/// written. No call is made on that path, so it needs no saved registers; everything
+/// else goes to `free_other`.
 #[inline(always)]
 pub fn free(p: *mut u8) {
     if let Some(tc) = cache::existing() {
@@ -194,8 +195,9 @@ pub fn free(p: *mut u8) {
     free_other(p)
 }
 
-/// Frees what the fast path left: blocks that cross a bitmap word (up to 64 KiB go to
-/// the thread cache), blocks of fallback arenas, the highest live block, misuse.
+/// Frees what the fast path left: longer blocks (up to 64 KiB go to the thread cache),
+/// blocks of fallback arenas, the highest live block, misuse, and everything on a CPU
+/// without atomic 16-byte loads.
 #[inline(never)]
 fn free_other(p: *mut u8) {
     let addr = p as usize;
