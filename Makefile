@@ -4,7 +4,7 @@
 #                       (about 19 minutes on 2 cores)
 #   make bench-quick  - both, one repetition on smaller inputs (about 3 minutes)
 #   make bench-speed  - the speed benchmark only: allocation patterns (bench/speed/churn.c) and the
-#                       Python workloads, 5 repetitions (about 9 minutes on 2 cores)
+#                       Python workloads, 5 repetitions (about 11 minutes on 2 cores)
 #   make bench-speed-quick - half the work, small Python inputs, one repetition (~1 minute)
 #   make test         - Rust unit/model tests, the C/C++/real-program suite under
 #                       LD_PRELOAD, the Python package's tests and the linters

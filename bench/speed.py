@@ -57,7 +57,7 @@ CHURN_SRC = BENCH_DIR / "speed" / "churn.c"
 #:   evict each other's caches, so it costs more than 4 times scale-2).
 #: Quick counts are half the pairs (small: 2M), with the same live counts, so the
 #: same heap shapes.
-#: A full run (5 rounds, 5 allocators) takes about 9 minutes here, quick ~1. Five
+#: A full run (5 rounds, 5 allocators) takes about 11 minutes here, quick ~1. Five
 #: rounds, not three: single runs on this shared VM swing by 30 % or more, and a
 #: median of three still moved ratios by 0.2 from one full run to the next.
 C_PATTERNS = [
