@@ -104,20 +104,20 @@ impl ChunkMeta {
         self.bits[w][Plane::Start as usize].load(Acquire)
     }
 
-    /// Word `w` of both planes as one consistent pair `(alloc, start)`. Writers (under the
-    /// arena lock) store one word at a time, so a lock-free reader may load an alloc word
-    /// from before a change and a start word from after it: it loads both at once where
-    /// the CPU makes a 16-byte load atomic, else re-reads both until neither moved in
-    /// between.
     /// `pair` where the CPU loads both words at once; `None` elsewhere.
     #[inline(always)]
     pub fn pair_at_once(&self, w: usize) -> Option<(u64, u64)> {
         crate::sys::load_pair(self.bits[w].as_ptr() as *const u64)
     }
 
+    /// Word `w` of both planes as one consistent pair `(alloc, start)`. Writers (under the
+    /// arena lock) store one word at a time, so a lock-free reader may load an alloc word
+    /// from before a change and a start word from after it: it loads both at once where
+    /// the CPU makes a 16-byte load atomic, else re-reads both until neither moved in
+    /// between.
     #[inline(always)]
     pub fn pair(&self, w: usize) -> (u64, u64) {
-        if let Some(p) = crate::sys::load_pair(self.bits[w].as_ptr() as *const u64) {
+        if let Some(p) = self.pair_at_once(w) {
             return p;
         }
         loop {

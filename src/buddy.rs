@@ -439,13 +439,8 @@ impl Arena {
             return None;
         }
         let g = off >> GRANULE_SHIFT;
-        let m = self.dir(g >> CHUNK_SHIFT).meta.load(Acquire);
-        if m == 0 {
-            return None;
-        }
-        // SAFETY: a non-zero entry names the live metadata block of g's chunk, which
-        // stays while a live block (the caller's) lies in the chunk.
-        let meta = unsafe { &*((self.base + ((m as usize - 1) << GRANULE_SHIFT)) as *const ChunkMeta) };
+        // (The metadata stays while a live block, the caller's, lies in the chunk.)
+        let meta = self.meta(g >> CHUNK_SHIFT)?;
         // (Without atomic 16-byte loads the slow path rereads the pair until stable.)
         let (alloc, start) = meta.pair_at_once((g & (CHUNK_GRANULES - 1)) >> 6)?;
         let b = g & 63;
@@ -538,15 +533,6 @@ impl Arena {
 
     // ----- free block bookkeeping ---------------------------------------------------
 
-    fn count_sub(&mut self, g: usize, k: usize) {
-        let c = g >> CHUNK_SHIFT;
-        let n = self.meta_of(g).count_free(k, -1);
-        if n == 0 {
-            // The group's bit may stay set: `scan_chunks` clears stale bits as it passes.
-            self.dir_mut(c).mask &= !(1 << k);
-        }
-    }
-
     fn refresh_group(&mut self, grp: usize) {
         let first = grp << 6;
         let last = core::cmp::min(first + 64, self.limit.div_ceil(CHUNK_GRANULES));
@@ -585,10 +571,21 @@ impl Arena {
 
     /// Forgets the buddy-free block at `g` (order `k`); its start bit is left set.
     fn take_free(&mut self, g: usize, k: usize) {
+        // SAFETY: as in free_with_merge.
+        let m = unsafe { &*(self.meta_of(g) as *const ChunkMeta) };
+        self.take_free_in(m, g, k);
+    }
+
+    /// `take_free` with `g`'s chunk metadata `m` in hand.
+    #[inline]
+    fn take_free_in(&mut self, m: &ChunkMeta, g: usize, k: usize) {
         if k >= 6 {
-            self.meta_of(g).big_order[(g & (CHUNK_GRANULES - 1)) >> 6].store(0, Relaxed);
+            m.big_order[(g & (CHUNK_GRANULES - 1)) >> 6].store(0, Relaxed);
         }
-        self.count_sub(g, k);
+        if m.count_free(k, -1) == 0 {
+            // The group's bit may stay set: `scan_chunks` clears stale bits as it passes.
+            self.dir_mut(g >> CHUNK_SHIFT).mask &= !(1 << k);
+        }
     }
 
     /// Gives the granules `[lo, hi)` (whose alloc bits are clear) back to the buddy
@@ -616,7 +613,8 @@ impl Arena {
         while g < hi {
             let base = g & !(CHUNK_GRANULES - 1);
             let end = core::cmp::min(hi, base + CHUNK_GRANULES);
-            if self.run_hint(g >> CHUNK_SHIFT).load(Relaxed) as usize >= CAP {
+            let bound = self.run_hint(g >> CHUNK_SHIFT).load(Relaxed) as usize;
+            if bound >= CAP {
                 g = end;
                 continue;
             }
@@ -627,7 +625,7 @@ impl Arena {
                 let m = self.meta_of(g);
                 m.free_run_around(g - base, end - base, limit, CAP).min(CAP)
             };
-            if run > self.run_hint(g >> CHUNK_SHIFT).load(Relaxed) as usize {
+            if run > bound {
                 self.set_run_hint(g >> CHUNK_SHIFT, run);
             }
             g = end;
@@ -646,12 +644,7 @@ impl Arena {
             if buddy + (1 << k) > top || !m.is_free_block(buddy - base, k) {
                 break;
             }
-            if k >= 6 {
-                m.big_order[(buddy - base) >> 6].store(0, Relaxed);
-            }
-            if m.count_free(k, -1) == 0 {
-                self.dir_mut(base >> CHUNK_SHIFT).mask &= !(1 << k);
-            }
+            self.take_free_in(m, buddy, k);
             m.set_bit(Plane::Start, core::cmp::max(g, buddy) - base, false);
             g = core::cmp::min(g, buddy);
             k += 1;

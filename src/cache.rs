@@ -274,13 +274,7 @@ pub fn existing() -> Option<&'static mut ThreadCache> {
 /// This thread's counters, if it has a cache (without creating one).
 #[inline]
 pub fn counters() -> Option<&'static Counters> {
-    let p = tls::get();
-    if p as usize > DEAD as usize {
-        // SAFETY: as in current().
-        Some(unsafe { &(*p).counters })
-    } else {
-        None
-    }
+    existing().map(|tc| &tc.counters)
 }
 
 /// The thread's cache pointer. On x86-64 it is read with the initial-exec model (one
