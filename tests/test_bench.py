@@ -23,6 +23,7 @@ import io
 import json
 import shutil
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -321,6 +322,25 @@ def test_churn_threads_at_volume_under_myalloc(churn, run):
             rc, out, err = run(churn, [pattern, "--pairs", pairs, "--live", "20000"] + extra,
                                timeout=120)
             assert rc == 0, f"{pattern} run {i}: exit {rc}\n{err[-2000:]}"
+
+
+def test_floor_allocator_serves_the_single_thread_patterns(churn, run, tmp_path):
+    """bench/speed/floor.c, the do-nothing-more allocator the README's speed
+    section compares against, really serves churn's single-thread patterns:
+    every block verified, the same checksum as glibc's."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    floor = tmp_path / "floor.so"
+    proc = subprocess.run([gcc, "-O2", "-Wall", "-Werror", "-fno-builtin", "-shared", "-fPIC",
+                           "-o", str(floor), str(speed.CHURN_SRC.parent / "floor.c")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for pattern in ("small", "mixed"):
+        args = [pattern, "--pairs", "20000", "--live", "300", "--check"]
+        rc, want, err = run(churn, args, preload=False, timeout=60)
+        assert rc == 0, err[-2000:]
+        rc, got, err = run(churn, args, preload=False, env={"LD_PRELOAD": floor}, timeout=60)
+        assert rc == 0, f"{pattern} under floor.so: exit {rc}\n{err[-2000:]}"
+        assert got == want
 
 
 def test_churn_rejects_bad_arguments(churn, run):
