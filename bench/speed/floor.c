@@ -64,6 +64,8 @@ static void *carve(size_t n)
 
 void *malloc(size_t size)
 {
+    if (size > REGION)
+        return NULL;
     size_t n = size ? (size + GRANULE - 1) / GRANULE : 1;
     if (n < CLASSES && lists[n]) {
         void *p = lists[n];
