@@ -24,8 +24,14 @@ pub fn granules(size: usize) -> Option<usize> {
     if size > MAX_REQUEST {
         None
     } else {
-        Some(core::cmp::max(1, (size + GRANULE - 1) >> GRANULE_SHIFT))
+        Some(granules_unchecked(size))
     }
+}
+
+/// Granules for `size` bytes, which the caller knows to be at most `MAX_REQUEST`.
+#[inline(always)]
+fn granules_unchecked(size: usize) -> usize {
+    core::cmp::max(1, (size + GRANULE - 1) >> GRANULE_SHIFT)
 }
 
 // Bytes in use are not counted per call: statistics derive them from the heap's live
@@ -61,7 +67,7 @@ pub fn malloc(size: usize) -> *mut u8 {
 pub fn malloc_cached(size: usize) -> Option<*mut u8> {
     if size <= CLASSES * GRANULE {
         if let Some(tc) = cache::existing() {
-            let n = core::cmp::max(1, (size + GRANULE - 1) >> GRANULE_SHIFT);
+            let n = granules_unchecked(size);
             let a = tc.pop(n)?;
             count_alloc(Some(tc), size);
             return Some(a as *mut u8);
@@ -76,7 +82,7 @@ pub fn malloc_cached(size: usize) -> Option<*mut u8> {
 pub fn malloc_other(size: usize) -> *mut u8 {
     if size <= CLASSES * GRANULE {
         if let Some(tc) = cache::current() {
-            let n = core::cmp::max(1, (size + GRANULE - 1) >> GRANULE_SHIFT);
+            let n = granules_unchecked(size);
             let Some(a) = tc.pop(n).or_else(|| tc.refill(n)) else { return ptr::null_mut() };
             count_alloc(Some(tc), size);
             return a as *mut u8;

@@ -370,11 +370,17 @@ impl Arena {
     /// Drops the interior-word markers of the live granules `[lo, hi)`, which are being
     /// freed (see `ChunkMeta::big_order`).
     fn clear_interior(&self, lo: usize, hi: usize) {
+        self.each_chunk_part(lo, hi, |m, a, b| m.clear_interior(a, b));
+    }
+
+    /// Calls `f(meta, a, b)` for each chunk's part `[a, b)` (chunk-relative) of `[lo, hi)`.
+    #[inline]
+    fn each_chunk_part(&self, lo: usize, hi: usize, mut f: impl FnMut(&ChunkMeta, usize, usize)) {
         let mut g = lo;
         while g < hi {
             let chunk_base = g & !(CHUNK_GRANULES - 1);
             let end = core::cmp::min(hi, chunk_base + CHUNK_GRANULES);
-            self.meta_of(g).clear_interior(g - chunk_base, end - chunk_base);
+            f(self.meta_of(g), g - chunk_base, end - chunk_base);
             g = end;
         }
     }
@@ -382,14 +388,8 @@ impl Arena {
     /// Sets or clears `[lo, hi)` of a plane across chunks; returns the bits already in
     /// that state.
     pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
-        let mut g = lo;
         let mut already = 0;
-        while g < hi {
-            let chunk_base = g & !(CHUNK_GRANULES - 1);
-            let end = core::cmp::min(hi, chunk_base + CHUNK_GRANULES);
-            already += self.meta_of(g).assign(plane, g - chunk_base, end - chunk_base, on);
-            g = end;
-        }
+        self.each_chunk_part(lo, hi, |m, a, b| already += m.assign(plane, a, b, on));
         already
     }
 
