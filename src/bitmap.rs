@@ -138,6 +138,7 @@ impl ChunkMeta {
     /// Sets (`on`) or clears the bits `[lo, hi)` of one plane within this chunk and
     /// returns how many of them were already in the requested state. The caller holds
     /// the arena lock (the only writer).
+    #[inline]
     pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
         let mut already = 0;
         let mut g = lo;

@@ -374,7 +374,7 @@ impl Arena {
     }
 
     /// Calls `f(meta, a, b)` for each chunk's part `[a, b)` (chunk-relative) of `[lo, hi)`.
-    #[inline]
+    #[inline(always)]
     fn each_chunk_part(&self, lo: usize, hi: usize, mut f: impl FnMut(&ChunkMeta, usize, usize)) {
         let mut g = lo;
         while g < hi {
@@ -387,6 +387,7 @@ impl Arena {
 
     /// Sets or clears `[lo, hi)` of a plane across chunks; returns the bits already in
     /// that state.
+    #[inline]
     pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
         let mut already = 0;
         self.each_chunk_part(lo, hi, |m, a, b| already += m.assign(plane, a, b, on));
@@ -433,12 +434,13 @@ impl Arena {
     /// blocks, misuse).
     #[inline(always)]
     pub fn short_block_at(&self, addr: usize) -> Option<(usize, usize)> {
-        let off = addr.wrapping_sub(self.base);
-        // A stale top only sends the call to the slow path, which rereads it.
-        if off >= self.top.load(Relaxed) << GRANULE_SHIFT || off & (GRANULE - 1) != 0 {
+        // The granule, with any misalignment rotated into the top bits, which puts it
+        // far above any top: one comparison checks both. A stale top only sends the
+        // call to the slow path, which rereads it.
+        let g = addr.wrapping_sub(self.base).rotate_right(GRANULE_SHIFT as u32);
+        if g >= self.top.load(Relaxed) {
             return None;
         }
-        let g = off >> GRANULE_SHIFT;
         // (The metadata stays while a live block, the caller's, lies in the chunk.)
         let meta = self.meta(g >> CHUNK_SHIFT)?;
         // (Without atomic 16-byte loads the slow path rereads the pair until stable.)
