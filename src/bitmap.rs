@@ -51,6 +51,13 @@ pub struct ChunkMeta {
     /// Changed under the arena lock; a block's marker is read without it only by the
     /// block's owner, and does not change while the block is live and unchanged.
     pub big_order: [AtomicU8; WORDS],
+    /// While slot `s` holds an `INTERIOR` marker: where that block ends, as the offset
+    /// (0 to 63) of its end granule in the word after its interior words, or
+    /// `END_BEYOND` when it runs to the chunk's end. With it `free` learns the length of
+    /// a block of up to 64 KiB without loading the pair of the word where the block
+    /// ends (which was the costliest load of a mid-size free: it waited for the
+    /// marker). Meaningless in other slots.
+    pub interior_end: [AtomicU8; WORDS],
     /// A block was freed here since the last purge. Changed under the arena lock.
     pub dirty: AtomicU32,
     /// The chunk this metadata describes (lets trimming recognise metadata blocks).
@@ -59,6 +66,8 @@ pub struct ChunkMeta {
 
 /// `big_order` values from this up mark words wholly inside a live block.
 pub const INTERIOR: u8 = 0x80;
+/// `interior_end` of a block that runs to its chunk's end (or past it).
+pub const END_BEYOND: u8 = 0xff;
 
 pub const META_BYTES: usize = core::mem::size_of::<ChunkMeta>();
 pub const META_GRANULES: usize = META_BYTES.div_ceil(GRANULE);
@@ -194,6 +203,8 @@ impl ChunkMeta {
     pub fn reshape_interior(&self, lo: usize, old_hi: usize, hi: usize) {
         let (first, last) = Self::interior_words(lo, hi);
         if first < last {
+            let end = if hi >= CHUNK_GRANULES { END_BEYOND } else { (hi & 63) as u8 };
+            self.interior_end[first].store(end, Relaxed);
             self.big_order[first].store(INTERIOR | (last - first - 1) as u8, Relaxed);
         } else if first < Self::interior_words(lo, old_hi).1 {
             // Shrunk out of the slot it marked (which no other block can mark: another
@@ -214,15 +225,16 @@ impl ChunkMeta {
     }
 
     /// End of the live block that started before word `w` and continues into it: like
-    /// `live_run_end(w * 64)`, but skipping the words its marker says it covers.
-    /// Called by the block's owner.
+    /// `live_run_end(w * 64)`, but read from the marker when the block covers word `w`
+    /// whole. `None` when it runs to the chunk's end. Called by the block's owner.
     #[inline]
     pub fn live_block_end_from_word(&self, w: usize) -> Option<usize> {
-        let mut w = w;
         if w < WORDS {
             let mark = self.big_order[w].load(Relaxed);
             if mark >= INTERIOR {
-                w += 1 + (mark & !INTERIOR) as usize;
+                let last = w + 1 + (mark & !INTERIOR) as usize;
+                let end = self.interior_end[w].load(Relaxed);
+                return (last < WORDS && end != END_BEYOND).then(|| (last << 6) + end as usize);
             }
         }
         self.live_run_end(w << 6)
@@ -401,8 +413,8 @@ mod tests {
 
     #[test]
     fn meta_is_small() {
-        assert_eq!(META_BYTES, 1168);
-        assert_eq!(META_GRANULES, 73);
+        assert_eq!(META_BYTES, 1232);
+        assert_eq!(META_GRANULES, 77);
     }
 
     #[test]

@@ -168,6 +168,17 @@ impl Heap {
         1 + more
     }
 
+    /// The mapped arenas (slots are filled in order and never emptied, so all of them
+    /// lie below `MAPS_PUBLISHED`; without the bound, every allocation from the heap
+    /// walked all `MAX_MAPS` slots to update the peaks).
+    fn mapped(&self) -> impl Iterator<Item = &MappedArena> {
+        self.maps[..MAPS_PUBLISHED.load(Relaxed)].iter().flatten()
+    }
+
+    fn mapped_mut(&mut self) -> impl Iterator<Item = &mut MappedArena> {
+        self.maps[..MAPS_PUBLISHED.load(Relaxed)].iter_mut().flatten()
+    }
+
     fn note_peaks(&mut self) {
         BRK_PEAK_END.fetch_max(self.brk.base + ((self.brk.stats.peak_top as usize) << GRANULE_SHIFT), Relaxed);
         self.held_peak = self.held_peak.max(self.held_bytes());
@@ -182,7 +193,7 @@ impl Heap {
     /// Bytes in blocks handed out to users and thread caches (metadata excluded).
     pub fn reserved_bytes(&self) -> usize {
         let mut g = self.brk.stats.live_granules - self.brk.stats.meta_granules;
-        for m in self.maps.iter().flatten() {
+        for m in self.mapped() {
             g += m.arena.stats.live_granules - m.arena.stats.meta_granules;
         }
         (g as usize) << GRANULE_SHIFT
@@ -191,7 +202,7 @@ impl Heap {
     /// Bytes of chunk metadata in all arenas.
     pub fn metadata_bytes(&self) -> usize {
         let mut g = self.brk.stats.meta_granules;
-        for m in self.maps.iter().flatten() {
+        for m in self.mapped() {
             g += m.arena.stats.meta_granules;
         }
         (g as usize) << GRANULE_SHIFT
@@ -208,7 +219,7 @@ impl Heap {
         } else if let Some(g) = self.brk.alloc_no_grow(n, align) {
             return Some(self.brk.addr(g));
         }
-        for m in self.maps.iter_mut().flatten() {
+        for m in self.mapped_mut() {
             if let Some(g) = m.arena.alloc(n, align) {
                 return Some(m.arena.addr(g));
             }
@@ -245,7 +256,7 @@ impl Heap {
         if self.brk.contains(addr) {
             return Some(&mut self.brk);
         }
-        self.maps.iter_mut().flatten().map(|m| &mut m.arena).find(|a| a.contains(addr))
+        self.mapped_mut().map(|m| &mut m.arena).find(|a| a.contains(addr))
     }
 
     /// Frees the live block of `n` granules at `addr` (a block this allocator handed
@@ -272,7 +283,7 @@ impl Heap {
     pub fn trim_all(&mut self, pad: usize) -> bool {
         self.ready();
         let mut any = self.brk.trim(sys::PAGE, pad) | (self.brk.purge(0, 0) > 0);
-        for m in self.maps.iter_mut().flatten() {
+        for m in self.mapped_mut() {
             any |= m.arena.trim(sys::PAGE, pad) | (m.arena.purge(0, 0) > 0);
         }
         any

@@ -133,6 +133,11 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
             let (first, last) = (((g - base) >> 6) + 1, core::cmp::min(g + n - base, CHUNK_GRANULES) >> 6);
             if first < last {
                 markers.insert((base >> CHUNK_SHIFT, first), INTERIOR | (last - first - 1) as u8);
+                // And where the block ends, unless it runs to its chunk's end.
+                let end = g + n - base;
+                let want = if end >= CHUNK_GRANULES { END_BEYOND } else { (end & 63) as u8 };
+                let got = a.meta(base >> CHUNK_SHIFT).unwrap().interior_end[first].load(Relaxed);
+                assert_eq!(got, want, "block {g}+{n}: recorded end {got} in slot {first}");
             }
             // The lock-free lookup of free() measures every block that ends before its
             // chunk does (one reaching the end is measured under the lock).
