@@ -44,20 +44,20 @@ pub struct ChunkMeta {
     ///   the distance to the next set bit);
     /// * `INTERIOR | (k - 1)` when the slot is the first of `k` slots wholly inside a
     ///   live block that starts in an earlier slot of this chunk (and `k` is all such
-    ///   slots of the block in this chunk): `free` then skips the `k` words instead
-    ///   of reading them to find where a block of up to 64 KiB ends;
+    ///   slots of the block in this chunk), with `ENDS_AT_WORD` added when the block
+    ///   ends exactly where those slots do;
+    /// * `END_TAG | e` in the slot right after such `k` slots when the block ends `e`
+    ///   granules (1 to 63) into it (the slot's first granule is the block's, so nothing
+    ///   else can claim the slot);
     /// * 0.
     ///
-    /// Changed under the arena lock; a block's marker is read without it only by the
-    /// block's owner, and does not change while the block is live and unchanged.
+    /// With the marker and the end tag, `free` reads where a block of up to 64 KiB ends
+    /// from this array, without loading the bitmap pair of the word where it ends
+    /// (which, waiting for the marker, was the costliest load of a mid-size free).
+    /// Changed under the arena lock; a block's marker and end tag are read without it
+    /// only by the block's owner, and do not change while the block is live and
+    /// unchanged.
     pub big_order: [AtomicU8; WORDS],
-    /// While slot `s` holds an `INTERIOR` marker: where that block ends, as the offset
-    /// (0 to 63) of its end granule in the word after its interior words, or
-    /// `END_BEYOND` when it runs to the chunk's end. With it `free` learns the length of
-    /// a block of up to 64 KiB without loading the pair of the word where the block
-    /// ends (which was the costliest load of a mid-size free: it waited for the
-    /// marker). Meaningless in other slots.
-    pub interior_end: [AtomicU8; WORDS],
     /// A block was freed here since the last purge. Changed under the arena lock.
     pub dirty: AtomicU32,
     /// The chunk this metadata describes (lets trimming recognise metadata blocks).
@@ -66,8 +66,12 @@ pub struct ChunkMeta {
 
 /// `big_order` values from this up mark words wholly inside a live block.
 pub const INTERIOR: u8 = 0x80;
-/// `interior_end` of a block that runs to its chunk's end (or past it).
-pub const END_BEYOND: u8 = 0xff;
+/// In a marker: the block ends exactly at the end of its interior words.
+pub const ENDS_AT_WORD: u8 = 0x40;
+/// `big_order` values from this up to `INTERIOR` (exclusive) are end tags.
+pub const END_TAG: u8 = 0x40;
+/// The `k - 1` of a marker.
+const INTERIOR_WORDS: u8 = 0x3f;
 
 pub const META_BYTES: usize = core::mem::size_of::<ChunkMeta>();
 pub const META_GRANULES: usize = META_BYTES.div_ceil(GRANULE);
@@ -202,39 +206,64 @@ impl ChunkMeta {
     /// arena lock). Call it before a shrunk block's tail is freed.
     pub fn reshape_interior(&self, lo: usize, old_hi: usize, hi: usize) {
         let (first, last) = Self::interior_words(lo, hi);
+        let had_marker = first < Self::interior_words(lo, old_hi).1;
+        if had_marker && old_hi < CHUNK_GRANULES && old_hi & 63 != 0 {
+            // The old end tag's slot: its first granule was the block's (a shrink has
+            // not freed it yet), so the tag there is this block's.
+            let slot = &self.big_order[old_hi >> 6];
+            if (END_TAG..INTERIOR).contains(&slot.load(Relaxed)) {
+                slot.store(0, Relaxed);
+            }
+        }
         if first < last {
-            let end = if hi >= CHUNK_GRANULES { END_BEYOND } else { (hi & 63) as u8 };
-            self.interior_end[first].store(end, Relaxed);
-            self.big_order[first].store(INTERIOR | (last - first - 1) as u8, Relaxed);
-        } else if first < Self::interior_words(lo, old_hi).1 {
+            let mut mark = INTERIOR | (last - first - 1) as u8;
+            if hi < CHUNK_GRANULES {
+                if hi & 63 == 0 {
+                    mark |= ENDS_AT_WORD;
+                } else {
+                    self.big_order[last].store(END_TAG | (hi & 63) as u8, Relaxed);
+                }
+            }
+            self.big_order[first].store(mark, Relaxed);
+        } else if had_marker {
             // Shrunk out of the slot it marked (which no other block can mark: another
             // block starting in the same word ends before it).
             self.big_order[first].store(0, Relaxed);
         }
     }
 
-    /// Forgets the markers of the words whose first granule lies in `[lo, hi)` (live
-    /// granules about to be freed: no free block starts there, and a marker there
-    /// belongs to the block being freed).
+    /// Forgets the markers and end tags of the words whose first granule lies in `[lo,
+    /// hi)` (live granules about to be freed: no free block starts there, and a marker
+    /// or tag there belongs to the block being freed).
     pub fn clear_interior(&self, lo: usize, hi: usize) {
         for w in lo.div_ceil(64)..core::cmp::min(hi, CHUNK_GRANULES).div_ceil(64) {
-            if self.big_order[w].load(Relaxed) >= INTERIOR {
+            if self.big_order[w].load(Relaxed) >= END_TAG {
                 self.big_order[w].store(0, Relaxed);
             }
         }
     }
 
     /// End of the live block that started before word `w` and continues into it: like
-    /// `live_run_end(w * 64)`, but read from the marker when the block covers word `w`
-    /// whole. `None` when it runs to the chunk's end. Called by the block's owner.
+    /// `live_run_end(w * 64)`, but read from the marker and end tag when the block
+    /// covers word `w` whole. `None` when it runs to the chunk's end. Called by the
+    /// block's owner.
     #[inline]
     pub fn live_block_end_from_word(&self, w: usize) -> Option<usize> {
+        let mut w = w;
         if w < WORDS {
             let mark = self.big_order[w].load(Relaxed);
             if mark >= INTERIOR {
-                let last = w + 1 + (mark & !INTERIOR) as usize;
-                let end = self.interior_end[w].load(Relaxed);
-                return (last < WORDS && end != END_BEYOND).then(|| (last << 6) + end as usize);
+                w += 1 + (mark & INTERIOR_WORDS) as usize;
+                if w >= WORDS {
+                    return None;
+                }
+                if mark & ENDS_AT_WORD != 0 {
+                    return Some(w << 6);
+                }
+                let tag = self.big_order[w].load(Relaxed);
+                if (END_TAG..INTERIOR).contains(&tag) {
+                    return Some((w << 6) + (tag - END_TAG) as usize);
+                }
             }
         }
         self.live_run_end(w << 6)
@@ -413,8 +442,8 @@ mod tests {
 
     #[test]
     fn meta_is_small() {
-        assert_eq!(META_BYTES, 1232);
-        assert_eq!(META_GRANULES, 77);
+        assert_eq!(META_BYTES, 1168);
+        assert_eq!(META_GRANULES, 73);
     }
 
     #[test]

@@ -125,19 +125,21 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
         *e = core::cmp::max(*e, run.2);
     }
     // Interior-word markers: exactly one per live block with whole words after its
-    // first, in its first chunk, counting those words.
+    // first, in its first chunk, counting those words; and an end tag in the slot after
+    // them when the block ends inside that word.
     let mut markers: BTreeMap<(usize, usize), u8> = BTreeMap::new();
     for &(g, n, state) in &all {
         if state == 1 {
             let base = g & !(CHUNK_GRANULES - 1);
             let (first, last) = (((g - base) >> 6) + 1, core::cmp::min(g + n - base, CHUNK_GRANULES) >> 6);
             if first < last {
-                markers.insert((base >> CHUNK_SHIFT, first), INTERIOR | (last - first - 1) as u8);
-                // And where the block ends, unless it runs to its chunk's end.
                 let end = g + n - base;
-                let want = if end >= CHUNK_GRANULES { END_BEYOND } else { (end & 63) as u8 };
-                let got = a.meta(base >> CHUNK_SHIFT).unwrap().interior_end[first].load(Relaxed);
-                assert_eq!(got, want, "block {g}+{n}: recorded end {got} in slot {first}");
+                let at_word = end < CHUNK_GRANULES && end & 63 == 0;
+                let flag = if at_word { ENDS_AT_WORD } else { 0 };
+                markers.insert((base >> CHUNK_SHIFT, first), INTERIOR | flag | (last - first - 1) as u8);
+                if end < CHUNK_GRANULES && !at_word {
+                    markers.insert((base >> CHUNK_SHIFT, last), END_TAG | (end & 63) as u8);
+                }
             }
             // The lock-free lookup of free() measures every block that ends before its
             // chunk does (one reaching the end is measured under the lock).
@@ -151,8 +153,8 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
         for w in 0..WORDS {
             let k = m.big_order[w].load(Relaxed);
             let g = (c << CHUNK_SHIFT) + (w << 6);
-            if k >= INTERIOR {
-                assert_eq!(markers.remove(&(c, w)), Some(k), "stale interior marker {k:#x} at {g}");
+            if k >= END_TAG {
+                assert_eq!(markers.remove(&(c, w)), Some(k), "stale interior marker or end tag {k:#x} at {g}");
             } else if k != 0 {
                 let k = k as usize;
                 assert!(all.iter().any(|&(b, n, s)| b == g && s == 0 && n == 1 << k), "stale order {k} at {g}");
@@ -161,7 +163,7 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
         if let Some((&(mc, mw), &v)) = markers.range((c, 0)..(c + 1, 0)).next() {
             let g0 = (mc << CHUNK_SHIFT) + (mw << 6);
             let blk = all.iter().find(|&&(b, n, s)| s == 1 && b < g0 && b + n > g0);
-            panic!("chunk {c}: interior marker {v:#x} missing at word {mw} (slot holds {:#x}); block {blk:?}; metas {metas:?}", m.big_order[mw].load(Relaxed));
+            panic!("chunk {c}: interior marker or end tag {v:#x} missing at word {mw} (slot holds {:#x}); block {blk:?}; metas {metas:?}", m.big_order[mw].load(Relaxed));
         }
         let got = longest.get(&c).copied().unwrap_or(0);
         assert!(a.run_hint(c).load(Relaxed) as usize >= got.min(RUN_MAX), "chunk {c}: run bound below a run of {got}");
