@@ -66,8 +66,21 @@ pub struct ChunkMeta {
 
 /// `big_order` values from this up mark words wholly inside a live block.
 pub const INTERIOR: u8 = 0x80;
-/// In a marker: the block ends exactly at the end of its interior words.
+/// In a marker: the block ends exactly at the end of its interior words (the chunk's
+/// end included).
 pub const ENDS_AT_WORD: u8 = 0x40;
+/// Where a live block ends, as far as its first chunk's metadata tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockEnd {
+    /// At this chunk-relative granule (the chunk's end included).
+    At(usize),
+    /// In a later chunk: its marker says so, so the next chunk holds part of the live
+    /// block, and neither that chunk nor its metadata can go away while it is live.
+    Beyond,
+    /// At or past the chunk's end, which one this chunk does not tell.
+    Unknown,
+}
+
 /// `big_order` values from this up to `INTERIOR` (exclusive) are end tags.
 pub const END_TAG: u8 = 0x40;
 /// The `k - 1` of a marker.
@@ -217,7 +230,7 @@ impl ChunkMeta {
         }
         if first < last {
             let mut mark = INTERIOR | (last - first - 1) as u8;
-            if hi < CHUNK_GRANULES {
+            if hi <= CHUNK_GRANULES {
                 if hi & 63 == 0 {
                     mark |= ENDS_AT_WORD;
                 } else {
@@ -245,28 +258,30 @@ impl ChunkMeta {
 
     /// End of the live block that started before word `w` and continues into it: like
     /// `live_run_end(w * 64)`, but read from the marker and end tag when the block
-    /// covers word `w` whole. `None` when it runs to the chunk's end. Called by the
-    /// block's owner.
+    /// covers word `w` whole. Called by the block's owner.
     #[inline]
-    pub fn live_block_end_from_word(&self, w: usize) -> Option<usize> {
+    pub fn live_block_end_from_word(&self, w: usize) -> BlockEnd {
         let mut w = w;
         if w < WORDS {
             let mark = self.big_order[w].load(Relaxed);
             if mark >= INTERIOR {
                 w += 1 + (mark & INTERIOR_WORDS) as usize;
-                if w >= WORDS {
-                    return None;
-                }
                 if mark & ENDS_AT_WORD != 0 {
-                    return Some(w << 6);
+                    return BlockEnd::At(w << 6);
+                }
+                if w >= WORDS {
+                    return BlockEnd::Beyond;
                 }
                 let tag = self.big_order[w].load(Relaxed);
                 if (END_TAG..INTERIOR).contains(&tag) {
-                    return Some((w << 6) + (tag - END_TAG) as usize);
+                    return BlockEnd::At((w << 6) + (tag - END_TAG) as usize);
                 }
             }
         }
-        self.live_run_end(w << 6)
+        match self.live_run_end(w << 6) {
+            Some(end) => BlockEnd::At(end),
+            None => BlockEnd::Unknown,
+        }
     }
 
     /// First granule in `[from, CHUNK_GRANULES)` whose `start` bit is set or whose

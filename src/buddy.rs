@@ -400,9 +400,10 @@ impl Arena {
     /// word (every block of up to 64 granules that does not cross one) costs nothing more.
     ///
     /// Safe without the lock, with one exception: a length of 0 means the block reaches
-    /// the end of its chunk, and its length depends on the next chunk's metadata, which a
-    /// trim may free at any moment; ask `live_end` under the lock. (The block's own
-    /// chunk cannot go away while the block is live.)
+    /// the end of its chunk and its metadata does not tell whether it runs on, so its
+    /// length depends on the next chunk's metadata, which a trim may free at any moment;
+    /// ask `live_end` under the lock. (The block's own chunk cannot go away while the
+    /// block is live, nor the next one when the block's marker says it runs into it.)
     #[inline(always)]
     pub fn live_block_at(&self, addr: usize) -> Result<(usize, usize), bool> {
         let g = self.granule_of(addr);
@@ -421,8 +422,17 @@ impl Arena {
         }
         let chunk_base = g & !(CHUNK_GRANULES - 1);
         match m.live_block_end_from_word(w + 1) {
-            Some(x) => Ok((g, chunk_base + x - g)),
-            None => Ok((g, 0)),
+            BlockEnd::At(x) => Ok((g, chunk_base + x - g)),
+            BlockEnd::Beyond => {
+                // Part of the block lies in the next chunk, so that chunk's metadata
+                // stays while the block is live: where the block ends there, if it does.
+                let next = chunk_base + CHUNK_GRANULES;
+                match self.meta(next >> CHUNK_SHIFT).and_then(|m| m.live_run_end(0)) {
+                    Some(x) => Ok((g, next + x - g)),
+                    None => Ok((g, 0)),
+                }
+            }
+            BlockEnd::Unknown => Ok((g, 0)),
         }
     }
 
