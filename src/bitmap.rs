@@ -220,13 +220,11 @@ impl ChunkMeta {
     pub fn reshape_interior(&self, lo: usize, old_hi: usize, hi: usize) {
         let (first, last) = Self::interior_words(lo, hi);
         let had_marker = first < Self::interior_words(lo, old_hi).1;
-        if had_marker && old_hi < CHUNK_GRANULES && old_hi & 63 != 0 {
-            // The old end tag's slot: its first granule was the block's (a shrink has
-            // not freed it yet), so the tag there is this block's.
-            let slot = &self.big_order[old_hi >> 6];
-            if (END_TAG..INTERIOR).contains(&slot.load(Relaxed)) {
-                slot.store(0, Relaxed);
-            }
+        if had_marker {
+            // The old end tag, if the block ended inside a word of this chunk: that
+            // word's first granule was the block's (a shrink has not freed it yet), so
+            // what its slot holds is this block's tag.
+            self.clear_interior(old_hi & !63, old_hi);
         }
         if first < last {
             let mut mark = INTERIOR | (last - first - 1) as u8;

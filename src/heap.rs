@@ -170,9 +170,10 @@ impl Heap {
 
     /// The mapped arenas (slots are filled in order and never emptied, so all of them
     /// lie below `MAPS_PUBLISHED`; without the bound, every allocation from the heap
-    /// walked all `MAX_MAPS` slots to update the peaks).
+    /// walked all `MAX_MAPS` slots to update the peaks). Safe without the lock too:
+    /// a slot below the bound was published whole.
     fn mapped(&self) -> impl Iterator<Item = &MappedArena> {
-        self.maps[..MAPS_PUBLISHED.load(Relaxed)].iter().flatten()
+        self.maps[..MAPS_PUBLISHED.load(Acquire)].iter().flatten()
     }
 
     fn mapped_mut(&mut self) -> impl Iterator<Item = &mut MappedArena> {
@@ -327,9 +328,5 @@ pub fn arena_of(addr: usize) -> Option<&'static Arena> {
     if h.brk.contains(addr) {
         return Some(&h.brk);
     }
-    let n = MAPS_PUBLISHED.load(Acquire);
-    if n == 0 {
-        return None;
-    }
-    h.maps[..n].iter().flatten().map(|m| &m.arena).find(|a| a.contains(addr))
+    h.mapped().map(|m| &m.arena).find(|a| a.contains(addr))
 }
