@@ -336,23 +336,28 @@ impl ChunkMeta {
     }
 
     /// Lowest run of at least `n` granules with `alloc=0` inside `[from, limit)` of this
-    /// chunk; returns its first granule.
-    pub fn find_free_run(&self, n: usize, from: usize, limit: usize) -> Option<usize> {
-        debug_assert!((1..=64).contains(&n));
+    /// chunk: `Ok` with its first granule, or `Err` with a bound below `n` on the longest
+    /// free run there (exact for runs that touch a word boundary).
+    pub fn find_free_run(&self, n: usize, from: usize, limit: usize) -> Result<usize, usize> {
+        debug_assert!((1..=CHUNK_GRANULES).contains(&n));
         // Free granules at the top of the words before `w`, ending at granule `w * 64`.
         let mut carried = 0usize;
+        // Longest run seen that touches a word boundary; one that does not is at most
+        // 62 granules long (and shorter than n, or it would have been found).
+        let mut longest = n.min(63) - 1;
         let words = limit.div_ceil(64);
         let mut below_from = span_mask(0, from & 63);
         let mut w = (from >> 6).wrapping_sub(1);
         loop {
             w = w.wrapping_add(1);
             if w >= words {
-                return None;
+                return Err(longest.max(carried));
             }
             let mut free = !self.alloc_word(w) & !below_from;
             below_from = 0;
             if free == 0 {
                 // Most words a search passes are full.
+                longest = longest.max(carried);
                 carried = 0;
                 continue;
             }
@@ -361,11 +366,13 @@ impl ChunkMeta {
             }
             // A run crossing into this word from below comes first.
             let head = (!free).trailing_zeros() as usize;
-            if carried > 0 && carried + head >= n {
-                return Some((w << 6) - carried);
+            if carried + head >= n {
+                return Ok((w << 6) - carried);
             }
-            // Bit i of `fits` says granules i .. i+n of this word are all free.
-            let mut fits = free;
+            longest = longest.max(carried + head);
+            // Bit i of `fits` says granules i .. i+n of this word are all free (a run
+            // of more than 64 is found by the carried count).
+            let mut fits = if n <= 64 { free } else { 0 };
             let mut len = 1;
             while len < n && fits != 0 {
                 let step = core::cmp::min(len, n - len);
@@ -374,7 +381,7 @@ impl ChunkMeta {
             }
             // (a shift brings in zeros, so a run reaching past bit 63 is not counted here)
             if fits != 0 {
-                return Some((w << 6) + fits.trailing_zeros() as usize);
+                return Ok((w << 6) + fits.trailing_zeros() as usize);
             }
             carried = if free == u64::MAX { carried + 64 } else { (!free).leading_zeros() as usize };
         }
@@ -495,21 +502,28 @@ mod tests {
         m.assign(Plane::Alloc, 60, 70, false); // run of 10 across a word boundary
         m.assign(Plane::Alloc, 140, 190, false); // run of 50 inside a word
         m.assign(Plane::Alloc, 250, 320, false); // run of 70 across a word boundary
-        assert_eq!(m.find_free_run(1, 0, 4096), Some(5));
-        assert_eq!(m.find_free_run(2, 0, 4096), Some(5));
-        assert_eq!(m.find_free_run(3, 0, 4096), Some(60));
-        assert_eq!(m.find_free_run(10, 0, 4096), Some(60));
-        assert_eq!(m.find_free_run(11, 0, 4096), Some(140));
-        assert_eq!(m.find_free_run(50, 0, 4096), Some(140));
-        assert_eq!(m.find_free_run(51, 0, 4096), Some(250));
-        assert_eq!(m.find_free_run(64, 0, 4096), Some(250));
-        assert_eq!(m.find_free_run(64, 0, 300), None, "the limit cuts the run");
-        assert_eq!(m.find_free_run(2, 6, 4096), Some(60), "runs start at or after `from`");
-        assert_eq!(m.find_free_run(40, 260, 4096), Some(260));
+        assert_eq!(m.find_free_run(1, 0, 4096).ok(), Some(5));
+        assert_eq!(m.find_free_run(2, 0, 4096).ok(), Some(5));
+        assert_eq!(m.find_free_run(3, 0, 4096).ok(), Some(60));
+        assert_eq!(m.find_free_run(10, 0, 4096).ok(), Some(60));
+        assert_eq!(m.find_free_run(11, 0, 4096).ok(), Some(140));
+        assert_eq!(m.find_free_run(50, 0, 4096).ok(), Some(140));
+        assert_eq!(m.find_free_run(51, 0, 4096).ok(), Some(250));
+        assert_eq!(m.find_free_run(64, 0, 4096).ok(), Some(250));
+        assert_eq!(m.find_free_run(64, 0, 300).ok(), None, "the limit cuts the run");
+        assert_eq!(m.find_free_run(2, 6, 4096).ok(), Some(60), "runs start at or after `from`");
+        assert_eq!(m.find_free_run(40, 260, 4096).ok(), Some(260));
+        // A failed search bounds the longest run it saw: exactly for runs that cross a
+        // word boundary or end at the limit, by n - 1 for one inside a word.
+        assert_eq!(m.find_free_run(71, 0, 4096), Err(70));
+        assert_eq!(m.find_free_run(100, 0, 320), Err(70), "a run ending at the limit counts");
+        assert_eq!(m.find_free_run(51, 0, 200), Err(50));
         m.assign(Plane::Alloc, 250, 320, true);
-        assert_eq!(m.find_free_run(64, 0, 4096), None);
+        assert_eq!(m.find_free_run(64, 0, 4096).ok(), None);
+        m.assign(Plane::Alloc, 4033, 4096, false);
+        assert_eq!(m.find_free_run(64, 0, 4096), Err(63), "a run from inside the last word to its end counts");
         m.assign(Plane::Alloc, 4032, 4096, false);
-        assert_eq!(m.find_free_run(64, 0, 4096), Some(4032));
+        assert_eq!(m.find_free_run(64, 0, 4096).ok(), Some(4032));
     }
 
     #[test]
@@ -521,16 +535,33 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                // Sparse, dense and mixed words, so that runs of every length occur.
-                let bits = match round % 3 { 0 => x & (x >> 1) & (x >> 2), 1 => x | (x >> 3), _ => x };
+                // Sparse, dense, mixed and mostly empty words, so that runs of every
+                // length occur.
+                let bits = match round % 4 {
+                    0 => x & (x >> 1) & (x >> 2),
+                    1 => x | (x >> 3),
+                    2 => x,
+                    _ => if x % 5 == 0 { x & (x >> 1) } else { 0 },
+                };
                 m.word(Plane::Alloc, w).store(bits, Relaxed);
             }
             let free = |g: usize| !m.test(Plane::Alloc, g);
-            for n in [1, 2, 3, 5, 8, 13, 31, 32, 33, 63, 64] {
+            for n in [1, 2, 3, 5, 8, 13, 31, 32, 33, 63, 64, 65, 100, 130, 700, 4000] {
                 let from = (x as usize >> 20) % 4096;
                 let limit = from + (x as usize >> 40) % (4096 - from) + 1;
                 let naive = (from..limit).find(|&g| g + n <= limit && (g..g + n).all(free));
-                assert_eq!(m.find_free_run(n, from, limit), naive, "n={n} from={from} limit={limit}");
+                let got = m.find_free_run(n, from, limit);
+                assert_eq!(got.ok(), naive, "n={n} from={from} limit={limit}");
+                if let Err(bound) = got {
+                    // The bound covers the longest run and stays below n.
+                    let mut longest = 0;
+                    let mut run = 0;
+                    for g in from..limit {
+                        run = if free(g) { run + 1 } else { 0 };
+                        longest = longest.max(run);
+                    }
+                    assert!(longest <= bound && bound < n, "n={n}: longest {longest}, bound {bound}");
+                }
             }
         }
     }

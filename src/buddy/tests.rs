@@ -171,8 +171,8 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
             panic!("chunk {c}: interior marker or end tag {v:#x} missing at word {mw} (slot holds {:#x}); block {blk:?}; metas {metas:?}", m.big_order[mw].load(Relaxed));
         }
         let got = longest.get(&c).copied().unwrap_or(0);
-        assert!(a.run_hint(c).load(Relaxed) as usize >= got.min(RUN_MAX), "chunk {c}: run bound below a run of {got}");
-        let hint = a.run_hint(c).load(Relaxed) as usize;
+        let hint = a.run_bound_of(c);
+        assert!(hint >= got.min(RUN_MAX), "chunk {c}: run bound below a run of {got}");
         for t in 0..FIT_CLASSES {
             let listed = a.fits(c >> 6, t) & (1 << (c & 63)) != 0;
             assert_eq!(listed, hint >= 1 << t, "chunk {c}: fit bitmap {t} disagrees with its bound {hint}");
