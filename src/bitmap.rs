@@ -356,9 +356,14 @@ impl ChunkMeta {
             let mut free = !self.alloc_word(w) & !below_from;
             below_from = 0;
             if free == 0 {
-                // Most words a search passes are full.
+                // Most words a search passes are full; the interior words of a block
+                // that starts in this chunk are skipped at once.
                 longest = longest.max(carried);
                 carried = 0;
+                let mark = self.big_order[w].load(Relaxed);
+                if mark >= INTERIOR {
+                    w += (mark & INTERIOR_WORDS) as usize;
+                }
                 continue;
             }
             if (w + 1) << 6 > limit {
