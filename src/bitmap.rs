@@ -87,6 +87,9 @@ pub const END_TAG: u8 = 0x40;
 const INTERIOR_WORDS: u8 = 0x3f;
 
 pub const META_BYTES: usize = core::mem::size_of::<ChunkMeta>();
+// The free fast path addresses word w's pair as granule w of the metadata block.
+const _: () = assert!(core::mem::offset_of!(ChunkMeta, bits) == 0);
+const _: () = assert!(core::mem::size_of::<[AtomicU64; 2]>() == GRANULE);
 pub const META_GRANULES: usize = META_BYTES.div_ceil(GRANULE);
 
 /// Mask of the bits `[lo, hi)` in a word (0 <= lo < hi <= 64).

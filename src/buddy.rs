@@ -460,9 +460,16 @@ impl Arena {
             return None;
         }
         // (The metadata stays while a live block, the caller's, lies in the chunk.)
-        let meta = self.meta(g >> CHUNK_SHIFT)?;
+        let m = self.dir(g >> CHUNK_SHIFT).meta.load(Acquire) as usize;
+        if m == 0 {
+            return None;
+        }
+        // The pair of g's word: the metadata starts at granule m - 1, its pairs are
+        // granules (see `ChunkMeta::bits`); one address computation for both words.
+        let w = (g >> 6) & (WORDS - 1);
+        let pair = self.base + ((m - 1 + w) << GRANULE_SHIFT);
         // (Without atomic 16-byte loads the slow path rereads the pair until stable.)
-        let (alloc, start) = meta.pair_at_once((g & (CHUNK_GRANULES - 1)) >> 6)?;
+        let (alloc, start) = sys::load_pair(pair as *const u64)?;
         let b = g & 63;
         if ((alloc & start) >> b) & 1 == 0 {
             return None;
@@ -473,11 +480,10 @@ impl Arena {
         }
         // The block runs into the next word of the same chunk: it ends there if it is
         // a small one (at most 64 granules).
-        let w = (g & (CHUNK_GRANULES - 1)) >> 6;
         if w + 1 == WORDS {
             return None;
         }
-        let (alloc, start) = meta.pair_at_once(w + 1)?;
+        let (alloc, start) = sys::load_pair((pair + GRANULE) as *const u64)?;
         let stop = start | !alloc;
         if stop == 0 {
             return None;
