@@ -333,8 +333,33 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     }
     // SAFETY: both blocks are live and distinct; the old one holds n granules.
     unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
-    free(p);
+    if b.n >= DISCARD_MIN_GRANULES {
+        sys::keep_errno(|| free_discarded(&b));
+    } else {
+        free(p);
+    }
     q
+}
+
+/// A block a realloc moves away from gives its pages back at once from this size on
+/// (glibc serves blocks from 128 KiB on with mmap and moves them with mremap).
+const DISCARD_MIN_GRANULES: usize = (128 << 10) >> GRANULE_SHIFT;
+
+/// Frees the old block of a realloc that moved it, releasing its whole pages.
+fn free_discarded(b: &Live) {
+    // (Counted as the free it replaces.)
+    let mut tc = cache::current();
+    count_free(tc.as_deref_mut());
+    let mut h = HEAP.lock();
+    let Some(arena) = h.arena_mut(b.addr) else {
+        report::misuse("realloc", Misuse::InvalidPointer, b.addr);
+    };
+    // Another thread may have freed it since the lock-free check.
+    if !arena.test(Plane::Alloc, b.g) {
+        drop(h);
+        report::misuse("realloc", Misuse::DoubleFree, b.addr);
+    }
+    arena.free_block_discarded(b.g, b.n);
 }
 
 /// Allocates zeroed memory for `count * size` bytes; null on overflow. Small blocks come

@@ -1111,6 +1111,27 @@ impl Arena {
     /// Frees the live granules `[g, g+n)`. Granules that were not live mean the caller
     /// freed memory twice: that is reported (by address) and the process stopped.
     pub fn free_block(&mut self, g: usize, n: usize) {
+        self.free_block_counting(g, n, n << GRANULE_SHIFT);
+    }
+
+    /// Frees the live block `[g, g+n)` whose contents are garbage (a realloc has copied
+    /// them elsewhere) and gives its whole pages back to the kernel at once: a purge
+    /// would come later, if ever (it keeps the lowest free blocks), and until then both
+    /// copies of a grown array stay resident (glibc moves such blocks with mremap).
+    pub fn free_block_discarded(&mut self, g: usize, n: usize) {
+        let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);
+        let hi = self.addr(g + n) & !(sys::PAGE - 1);
+        let mut clean = 0;
+        // (Before freeing: a trim may lower the break over the block.)
+        if hi > lo && self.source != (Source::Fixed { release: false }) && sys::release_pages(lo, hi - lo) {
+            self.stats.madvise_calls += 1;
+            self.stats.madvised_bytes += (hi - lo) as u64;
+            clean = hi - lo;
+        }
+        self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean);
+    }
+
+    fn free_block_counting(&mut self, g: usize, n: usize, dirty: usize) {
         if self.assign(Plane::Alloc, g, g + n, false) != 0 {
             crate::report::misuse("free", crate::report::Misuse::DoubleFree, self.addr(g));
         }
@@ -1118,11 +1139,11 @@ impl Arena {
         self.stats.live_granules -= n as u64;
         self.release_range(g, g + n);
         self.lower_hi_live(g + n);
-        self.after_free(g + n, n);
+        self.after_free(g + n, n, dirty);
     }
 
-    fn after_free(&mut self, end: usize, freed: usize) {
-        self.dirty_bytes += freed << GRANULE_SHIFT;
+    fn after_free(&mut self, end: usize, freed: usize, dirty: usize) {
+        self.dirty_bytes += dirty;
         let threshold = self.trim_threshold;
         if end + (TRIM_THRESHOLD >> GRANULE_SHIFT) >= self.top() || end >= self.tail_hint || freed >= CHUNK_GRANULES {
             self.trim(threshold, TRIM_KEEP);
@@ -1187,7 +1208,7 @@ impl Arena {
             self.stats.live_granules -= (n - m) as u64;
             self.release_range(g + m, g + n);
             self.lower_hi_live(g + n);
-            self.after_free(g + n, n - m);
+            self.after_free(g + n, n - m, (n - m) << GRANULE_SHIFT);
         }
     }
 
