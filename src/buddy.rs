@@ -979,13 +979,17 @@ impl Arena {
     /// Sets chunk `c`'s run bound (saturating) and its bits in the group bitmaps.
     fn set_run_hint(&self, c: usize, bound: usize) {
         let bound = bound.min(u16::MAX as usize);
+        let old = self.run_hint(c).load(Relaxed) as usize;
         self.run_hint(c).store(bound as u16, Relaxed);
-        let classes = if bound == 0 { 0 } else { fit_class(bound) + 1 };
+        // Only the bitmaps between the old bound's classes and the new one's change
+        // (both start empty with a zero bound, and change only here).
+        let classes = |b: usize| if b == 0 { 0 } else { fit_class(b) + 1 };
+        let (was, now) = (classes(old), classes(bound));
         let bit = 1u64 << (c & 63);
-        for t in 0..FIT_CLASSES {
+        for t in was.min(now)..was.max(now) {
             // SAFETY: the group index is within the directory; the owner's lock is held.
             let w = unsafe { &mut *self.group_fits.add((c >> 6) * FIT_CLASSES + t) };
-            if t < classes {
+            if now > was {
                 *w |= bit;
             } else {
                 *w &= !bit;
