@@ -86,6 +86,9 @@ pub const END_TAG: u8 = 0x40;
 /// The `k - 1` of a marker.
 const INTERIOR_WORDS: u8 = 0x3f;
 
+/// Runs at least this long hold a whole aligned free word (see `find_long_free_run`).
+pub const LONG_RUN_MIN: usize = 127;
+
 pub const META_BYTES: usize = core::mem::size_of::<ChunkMeta>();
 // The free fast path addresses word w's pair as granule w of the metadata block.
 const _: () = assert!(core::mem::offset_of!(ChunkMeta, bits) == 0);
@@ -393,6 +396,53 @@ impl ChunkMeta {
             }
             carried = if free == u64::MAX { carried + 64 } else { (!free).leading_zeros() as usize };
         }
+    }
+
+    /// [`find_free_run`](Self::find_free_run) from the chunk's start for a run of at
+    /// least `LONG_RUN_MIN` granules: such a run holds a whole free word, which lies in
+    /// a buddy-free block of order 6 or more (merging is eager) whose order `big_order`
+    /// records at its first word; only the runs around those blocks are measured, so a
+    /// search reads one line of orders and a few bitmap words instead of all 64.
+    pub fn find_long_free_run(&self, n: usize, limit: usize) -> Result<usize, usize> {
+        debug_assert!((LONG_RUN_MIN..=CHUNK_GRANULES).contains(&n));
+        let words = limit.div_ceil(64);
+        // A run around no recorded block holds no whole free word: at most 126 long.
+        let mut longest = LONG_RUN_MIN - 1;
+        let mut s = 0;
+        while s < words {
+            let order = self.big_order[s].load(Relaxed) as usize;
+            if !(6..END_TAG as usize).contains(&order) {
+                s += 1;
+                continue;
+            }
+            // Back over the free top of the words before (a whole free word there would
+            // be part of a recorded block, already passed) ...
+            let mut lo = s << 6;
+            while lo > 0 {
+                let free_top = self.alloc_word((lo >> 6) - 1).leading_zeros() as usize;
+                lo -= free_top;
+                if free_top < 64 {
+                    break;
+                }
+            }
+            // ... and forward past the block over free words and the free bottom of the
+            // next one.
+            let mut hi = core::cmp::min((s << 6) + (1usize << order.min(CHUNK_SHIFT)), limit);
+            while hi < limit {
+                let free_bottom = self.alloc_word(hi >> 6).trailing_zeros() as usize;
+                hi += free_bottom;
+                if free_bottom < 64 {
+                    break;
+                }
+            }
+            let hi = core::cmp::min(hi, limit);
+            if hi - lo >= n {
+                return Ok(lo);
+            }
+            longest = longest.max(hi - lo);
+            s = hi.div_ceil(64);
+        }
+        Err(longest)
     }
 
     /// Length of the run of free granules (clear alloc bits) that holds `[lo, hi)`

@@ -943,7 +943,15 @@ impl Arena {
                 if self.dir(c).mask & want != 0 {
                     let Some(m) = self.meta(c) else { continue };
                     let limit = core::cmp::min(CHUNK_GRANULES, top - (c << CHUNK_SHIFT));
-                    match m.find_free_run(n, start, limit) {
+                    let found = if n >= LONG_RUN_MIN && start == 0 {
+                        m.find_long_free_run(n, limit)
+                    } else {
+                        m.find_free_run(n, start, limit)
+                    };
+                    // The model tests hold the shortcut to the full scan's answer.
+                    #[cfg(test)]
+                    assert_eq!(found.ok(), m.find_free_run(n, start, limit).ok(), "run of {n} in chunk {c}");
+                    match found {
                         Ok(i) => return Some((c << CHUNK_SHIFT) + i),
                         Err(longest) => bound = longest,
                     }
