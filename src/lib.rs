@@ -18,7 +18,7 @@
 
 // Nothing here needs the standard library (the malloc path must not allocate); without
 // it the preloaded library carries no panic, formatting and backtrace machinery
-// (about half of its text), so fewer of its pages become resident in every process.
+// (three quarters of its text), so fewer of its pages become resident in every process.
 #![cfg_attr(not(test), no_std)]
 
 pub mod bitmap;
