@@ -25,7 +25,8 @@ const MAX_MAPS: usize = 64;
 #[repr(C, align(4096))]
 struct BrkDirectory([u8; BRK_DIR_BYTES]);
 
-/// The brk arena's directory: 8 bytes per 64 KiB chunk, touched only as the heap grows.
+/// The brk arena's directory: about 10 bytes per 64 KiB chunk (see
+/// `Arena::directory_bytes`), touched only as the heap grows.
 static mut BRK_DIR: BrkDirectory = BrkDirectory([0; BRK_DIR_BYTES]);
 
 pub struct Heap {
