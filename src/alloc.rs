@@ -247,14 +247,14 @@ fn free_slow(p: *mut u8) {
             // The highest live block, with enough free or cached memory below it that
             // the break can come down: free it for real, and everything cached (cached
             // blocks anywhere below would keep the break up).
-            free_locked(b.addr, b.n, "free");
+            free_locked(b.addr, b.n, "free", Contents::Kept);
             let mut h = HEAP.lock();
             cache::drain_transfer(&mut h);
             tc.give_all_back(&mut h, true);
             return;
         }
     }
-    free_locked(b.addr, b.n, "free");
+    free_locked(b.addr, b.n, "free", Contents::Kept);
 }
 
 /// Whether freeing the highest live block (at `g`) and the cached blocks below it would
@@ -266,7 +266,14 @@ fn top_release_pays(arena: &Arena, g: usize) -> bool {
     (arena.top() - start) << GRANULE_SHIFT >= arena.trim_threshold()
 }
 
-fn free_locked(addr: usize, n: usize, func: &str) {
+/// What a block being freed still holds: the program's data, or nothing worth its
+/// pages (a realloc copied it away), which then go back to the kernel at once.
+enum Contents {
+    Kept,
+    Discarded,
+}
+
+fn free_locked(addr: usize, n: usize, func: &str, contents: Contents) {
     let mut h = HEAP.lock();
     let Some(arena) = h.arena_mut(addr) else {
         report::misuse(func, Misuse::InvalidPointer, addr);
@@ -277,7 +284,10 @@ fn free_locked(addr: usize, n: usize, func: &str) {
         drop(h);
         report::misuse(func, Misuse::DoubleFree, addr);
     }
-    arena.free_block(g, n);
+    match contents {
+        Contents::Kept => arena.free_block(g, n),
+        Contents::Discarded => arena.free_block_discarded(g, n),
+    }
 }
 
 /// Counts a call of realloc (whatever it turns into).
@@ -334,7 +344,9 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     // SAFETY: both blocks are live and distinct; the old one holds n granules.
     unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
     if b.n >= DISCARD_MIN_GRANULES {
-        sys::keep_errno(|| free_discarded(&b));
+        // (Counted as the free it replaces.)
+        count_free(cache::current().as_deref_mut());
+        sys::keep_errno(|| free_locked(b.addr, b.n, "realloc", Contents::Discarded));
     } else {
         free(p);
     }
@@ -344,23 +356,6 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 /// A block a realloc moves away from gives its pages back at once from this size on
 /// (glibc serves blocks from 128 KiB on with mmap and moves them with mremap).
 const DISCARD_MIN_GRANULES: usize = (128 << 10) >> GRANULE_SHIFT;
-
-/// Frees the old block of a realloc that moved it, releasing its whole pages.
-fn free_discarded(b: &Live) {
-    // (Counted as the free it replaces.)
-    let mut tc = cache::current();
-    count_free(tc.as_deref_mut());
-    let mut h = HEAP.lock();
-    let Some(arena) = h.arena_mut(b.addr) else {
-        report::misuse("realloc", Misuse::InvalidPointer, b.addr);
-    };
-    // Another thread may have freed it since the lock-free check.
-    if !arena.test(Plane::Alloc, b.g) {
-        drop(h);
-        report::misuse("realloc", Misuse::DoubleFree, b.addr);
-    }
-    arena.free_block_discarded(b.g, b.n);
-}
 
 /// Allocates zeroed memory for `count * size` bytes; null on overflow. Small blocks come
 /// from the thread cache and are cleared; a larger one taken from memory the heap has

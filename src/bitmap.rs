@@ -415,27 +415,8 @@ impl ChunkMeta {
                 s += 1;
                 continue;
             }
-            // Back over the free top of the words before (a whole free word there would
-            // be part of a recorded block, already passed) ...
-            let mut lo = s << 6;
-            while lo > 0 {
-                let free_top = self.alloc_word((lo >> 6) - 1).leading_zeros() as usize;
-                lo -= free_top;
-                if free_top < 64 {
-                    break;
-                }
-            }
-            // ... and forward past the block over free words and the free bottom of the
-            // next one.
-            let mut hi = core::cmp::min((s << 6) + (1usize << order.min(CHUNK_SHIFT)), limit);
-            while hi < limit {
-                let free_bottom = self.alloc_word(hi >> 6).trailing_zeros() as usize;
-                hi += free_bottom;
-                if free_bottom < 64 {
-                    break;
-                }
-            }
-            let hi = core::cmp::min(hi, limit);
+            let block_end = core::cmp::min((s << 6) + (1usize << order.min(CHUNK_SHIFT)), limit);
+            let (lo, hi) = self.free_run_bounds(s << 6, block_end, limit, CHUNK_GRANULES);
             if hi - lo >= n {
                 return Ok(lo);
             }
@@ -449,6 +430,13 @@ impl ChunkMeta {
     /// (free itself), within `[0, limit)`, counting at most about `cap` granules on
     /// either side: the exact length when it is below `cap`.
     pub fn free_run_around(&self, lo: usize, hi: usize, limit: usize, cap: usize) -> usize {
+        let (below, above) = self.free_run_bounds(lo, hi, limit, cap);
+        above - below
+    }
+
+    /// The run of free granules that holds `[lo, hi)` (free itself), within `[0, limit)`,
+    /// as `[start, end)`, followed at most about `cap` granules on either side.
+    fn free_run_bounds(&self, lo: usize, hi: usize, limit: usize, cap: usize) -> (usize, usize) {
         let mut below = lo;
         while below > 0 && lo - below < cap {
             let w = (below - 1) >> 6;
@@ -469,7 +457,7 @@ impl ChunkMeta {
                 break;
             }
         }
-        above - below
+        (below, above)
     }
 
     /// Lowest granule in `[from, limit)` whose bit in `plane` is set.

@@ -1131,16 +1131,23 @@ impl Arena {
     /// would come later, if ever (it keeps the lowest free blocks), and until then both
     /// copies of a grown array stay resident (glibc moves such blocks with mremap).
     pub fn free_block_discarded(&mut self, g: usize, n: usize) {
-        let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);
-        let hi = self.addr(g + n) & !(sys::PAGE - 1);
-        let mut clean = 0;
         // (Before freeing: a trim may lower the break over the block.)
-        if hi > lo && self.source != (Source::Fixed { release: false }) && sys::release_pages(lo, hi - lo) {
+        let clean = self.release_whole_pages(g, g + n);
+        self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean);
+    }
+
+    /// Gives the whole pages inside granules `[g, end)` back to the kernel (madvise);
+    /// returns the bytes released.
+    fn release_whole_pages(&mut self, g: usize, end: usize) -> usize {
+        let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);
+        let hi = self.addr(end) & !(sys::PAGE - 1);
+        if hi > lo && sys::release_pages(lo, hi - lo) {
             self.stats.madvise_calls += 1;
             self.stats.madvised_bytes += (hi - lo) as u64;
-            clean = hi - lo;
+            hi - lo
+        } else {
+            0
         }
-        self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean);
     }
 
     fn free_block_counting(&mut self, g: usize, n: usize, dirty: usize) {
@@ -1469,13 +1476,7 @@ impl Arena {
                     m.dirty.store(1, Relaxed);
                     continue;
                 }
-                let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);
-                let hi = self.addr(g + (1 << k)) & !(sys::PAGE - 1);
-                if hi > lo && sys::release_pages(lo, hi - lo) {
-                    self.stats.madvise_calls += 1;
-                    self.stats.madvised_bytes += (hi - lo) as u64;
-                    released += hi - lo;
-                }
+                released += self.release_whole_pages(g, g + (1 << k));
             }
         }
         released
