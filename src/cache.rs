@@ -42,8 +42,12 @@ pub const CLASSES: usize = crate::buddy::CACHEABLE_GRANULES;
 const CLASS_BYTES: usize = 64 << 10;
 /// Blocks sorted and returned to the heap together (a stack buffer of addresses).
 const FLUSH_BATCH: usize = 256;
-/// Bytes of blocks a refill brings in at once.
+/// Bytes of blocks a refill brings in at once (at least one block, at most 16), and
+/// at most for a class that keeps refilling (`ThreadCache::refill_volume`).
 const REFILL_BYTES: usize = 1 << 10;
+const REFILL_MAX_BYTES: usize = 16 << 10;
+/// Refill blocks at most (the refill's stack buffer).
+const REFILL_MAX_BLOCKS: usize = 16 << MAX_SCALE;
 
 /// Operation counters of one thread. Written by the owner only.
 #[derive(Default)]
@@ -95,6 +99,11 @@ pub struct ThreadCache {
     /// empty and full grows (a thread that only frees, like a consumer, keeps flushing
     /// small batches, which fit the transfer lists).
     refilled: [bool; LISTS],
+    /// Granules class `n` has brought in from the buddy since it last overflowed. A
+    /// class that keeps refilling (a program building a large structure) refills more
+    /// at once: 1/256 of this, up to `REFILL_MAX_BYTES`, so what it may leave
+    /// cached unused stays a small fraction of what it took.
+    refill_volume: [u32; CLASSES + 1],
     /// Granules on all lists (mid-size blocks at their class size): kept by push and
     /// pop, recounted by the slow paths. At most `budget` after a push.
     cached: usize,
@@ -480,16 +489,19 @@ impl ThreadCache {
             self.cached += taken.count * n;
             return self.pop(n);
         }
-        let want = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16) << self.scale[n];
-        let mut got = [0usize; 16 << MAX_SCALE];
+        let usual = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16) << self.scale[n];
+        let streak = (self.refill_volume[n] as usize / 256 / n).min(REFILL_MAX_BYTES / (n * GRANULE));
+        let want = usual.max(streak).min(REFILL_MAX_BLOCKS);
+        let mut got = [0usize; REFILL_MAX_BLOCKS];
         let (k, budget) = sys::keep_errno(|| {
             let mut h = HEAP.lock();
-            (h.alloc_batch(n, &mut got[..want]), budget_for(h.held_bytes()))
+            (h.alloc_batch(n, &mut got[..want], usual), budget_for(h.held_bytes()))
         });
         self.budget = budget;
         if k == 0 {
             return None;
         }
+        self.refill_volume[n] = self.refill_volume[n].saturating_add((k * n) as u32);
         // Cache the later ones in reverse, so the lowest addresses are handed out first.
         for &addr in got[1..k].iter().rev() {
             let h = addr as *mut CachedHeader;
@@ -526,6 +538,9 @@ impl ThreadCache {
             return;
         }
         self.flush(n, limit / 2);
+        if n <= CLASSES {
+            self.refill_volume[n] = 0;
+        }
         if self.refilled[n] && self.scale[n] < MAX_SCALE {
             self.scale[n] += 1;
             self.limits[n] = LIMITS[n] << self.scale[n];
