@@ -852,18 +852,11 @@ impl Arena {
     /// Allocates up to `out.len()` blocks of `n` granules, each at the lowest free run
     /// that holds it (one scan for the whole batch: each search resumes where the last
     /// block ended, since nothing below it fits). Returns how many (granules in `out`).
-    /// Blocks after the first `topmost` must lie below the highest live block: a batch
-    /// that reached above it would leave blocks nobody uses holding the top up when
-    /// the program frees everything.
-    pub fn alloc_batch(&mut self, n: usize, out: &mut [usize], may_grow: bool, topmost: usize) -> usize {
+    pub fn alloc_batch(&mut self, n: usize, out: &mut [usize], may_grow: bool) -> usize {
         let mut cursor = 0;
         let mut got = 0;
-        let bound = self.hi_live();
         while got < out.len() {
-            let Some(p) = self.find_run(n, cursor).filter(|&p| got < topmost || p + n <= bound) else {
-                if got >= topmost {
-                    break;
-                }
+            let Some(p) = self.find_run(n, cursor) else {
                 let next = if may_grow { self.alloc(n, 1) } else { self.alloc_no_grow(n, 1) };
                 match next {
                     Some(g) => {
@@ -878,9 +871,7 @@ impl Arena {
             // As many blocks as the run holds go back to back, as one-by-one lowest-first
             // placement would put them, with one split of the free blocks.
             let room = self.free_run_len(p, (out.len() - got) * n);
-            // (At least one: either got < topmost or the block ends below `bound`.)
-            let below = bound.saturating_sub(p) / n;
-            let k = (room / n).max(1).min(topmost.saturating_sub(got).max(below));
+            let k = core::cmp::max(1, room / n);
             self.take_run(p, k * n);
             self.mark_live_run(p, n, k);
             for i in 0..k {

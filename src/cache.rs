@@ -99,7 +99,7 @@ pub struct ThreadCache {
     /// empty and full grows (a thread that only frees, like a consumer, keeps flushing
     /// small batches, which fit the transfer lists).
     refilled: [bool; LISTS],
-    /// Granules class `n` has brought in from the buddy since it last overflowed. A
+    /// Granules class `n` has brought in from the buddy since it was last flushed. A
     /// class that keeps refilling (a program building a large structure) refills more
     /// at once: 1/256 of this, up to `REFILL_MAX_BYTES`, so what it may leave
     /// cached unused stays a small fraction of what it took.
@@ -131,6 +131,9 @@ pub struct Registry {
     /// blocks through here instead of through the buddy). A list like a cache's: tagged
     /// blocks, `count` long, at most `2 * LIMITS[n]` blocks.
     pub transfer: [Transfer; CLASSES + 1],
+    /// Bytes the heap held after the caches were last emptied because the program had
+    /// freed nearly everything, and the bytes then in use (`little_left_in_use`).
+    pub reclaimed: (usize, usize),
 }
 
 #[derive(Clone, Copy)]
@@ -150,6 +153,7 @@ pub static mut REGISTRY: Registry = Registry {
         requested: AtomicU64::new(0),
     },
     transfer: [Transfer { head: core::ptr::null_mut(), count: 0 }; CLASSES + 1],
+    reclaimed: (0, 0),
 };
 
 /// Registry access; the caller must hold the heap lock.
@@ -242,6 +246,9 @@ const LIST_GRANULES: [u32; LISTS] = {
     }
     t
 };
+
+/// Free and cached memory worth emptying the caches for, once the program holds little.
+const RECLAIM_MIN: usize = 2 << 20;
 
 /// Bounds of a thread's cache budget. A small program caches little; a large one up to
 /// 8 MiB (with 4 MiB the mixed-size pattern, 70 MB live, kept flushing its mid-size
@@ -495,7 +502,7 @@ impl ThreadCache {
         let mut got = [0usize; REFILL_MAX_BLOCKS];
         let (k, budget) = sys::keep_errno(|| {
             let mut h = HEAP.lock();
-            (h.alloc_batch(n, &mut got[..want], usual), budget_for(h.held_bytes()))
+            (h.alloc_batch(n, &mut got[..want]), budget_for(h.held_bytes()))
         });
         self.budget = budget;
         if k == 0 {
@@ -538,9 +545,6 @@ impl ThreadCache {
             return;
         }
         self.flush(n, limit / 2);
-        if n <= CLASSES {
-            self.refill_volume[n] = 0;
-        }
         if self.refilled[n] && self.scale[n] < MAX_SCALE {
             self.scale[n] += 1;
             self.limits[n] = LIMITS[n] << self.scale[n];
@@ -558,6 +562,10 @@ impl ThreadCache {
             return;
         }
         let moved = count - keep;
+        if n <= CLASSES {
+            // The class had more than it needed: refills start small again.
+            self.refill_volume[n] = 0;
+        }
         let first = self.heads[n];
         let mut last = first;
         for _ in 1..moved {
@@ -575,17 +583,24 @@ impl ThreadCache {
         let key = self.key;
         sys::keep_errno(|| {
             let mut h = HEAP.lock();
-            if n >= MID_BASE {
-                return give_back(&mut h, key, n, first, moved, true);
-            }
-            let t = &mut registry(&mut h).transfer[n];
-            if t.count + moved <= (LIMITS[n] as usize) << 1 {
+            let reg = registry(&mut h);
+            if n < MID_BASE && reg.transfer[n].count + moved <= (LIMITS[n] as usize) << 1 {
+                let t = &mut reg.transfer[n];
                 // SAFETY: `last` ends the detached list, which is ours.
                 unsafe { (*last).next = t.head };
                 t.head = first;
                 t.count += moved;
             } else {
                 give_back(&mut h, key, n, first, moved, true);
+            }
+            if little_left_in_use(&mut h) {
+                // The program has freed nearly everything, but what is cached (blocks
+                // a refill brought in unused, or freed before the highest block was)
+                // may hold the top up: give it all back, so the heap can shrink.
+                drain_transfer(&mut h);
+                self.give_all_back(&mut h, true);
+                let held = h.held_bytes();
+                registry(&mut h).reclaimed.0 = held;
             }
         });
     }
@@ -807,6 +822,44 @@ pub fn totals(h: &mut Heap, out: &Totals) -> (usize, usize) {
         cached += (t.count * n) << GRANULE_SHIFT;
     }
     (cached, caches)
+}
+
+/// Whether the blocks the program holds (live, not cached) are under a sixteenth of
+/// what the heap holds and the rest is worth giving back (`RECLAIM_MIN`): the program
+/// has freed nearly everything. Not again until the heap has grown or the bytes in use
+/// have halved since the last time (when the top cannot come down, emptying the
+/// caches at every overflow would only cost refills). Call with the lock held.
+fn little_left_in_use(h: &mut Heap) -> bool {
+    let held = h.held_bytes();
+    let reserved = h.reserved_bytes();
+    let reg = registry(h);
+    let mut cached = 0;
+    let mut cur = reg.head;
+    while !cur.is_null() {
+        // SAFETY: registry nodes are live caches (the lock is held).
+        unsafe {
+            cached += (*cur).cached_granules() + CACHE_GRANULES;
+            cur = (*cur).next;
+        }
+    }
+    for (n, t) in reg.transfer.iter().enumerate() {
+        cached += t.count * n;
+    }
+    let in_use = reserved.saturating_sub(cached << GRANULE_SHIFT);
+    let (last_held, last_in_use) = reg.reclaimed;
+    if in_use.saturating_mul(16) >= held || held - in_use < RECLAIM_MIN {
+        return false;
+    }
+    if held <= last_held && in_use.saturating_mul(2) >= last_in_use {
+        return false;
+    }
+    // Only worth it when a cached block holds the top up.
+    let top = h.brk.hi_live();
+    if h.brk.reclaimable_start(top) == top {
+        return false;
+    }
+    registry(h).reclaimed = (held, in_use);
+    true
 }
 
 /// Returns every block of the transfer lists to the heap (before trimming: they may

@@ -140,13 +140,12 @@ impl Heap {
     }
 
     /// Allocates up to `out.len()` blocks of `n` granules (addresses), in one search
-    /// when possible; returns how many. Blocks after the first `topmost` come only from
-    /// free runs below the highest live block (see `Arena::alloc_batch`).
-    pub fn alloc_batch(&mut self, n: usize, out: &mut [usize], topmost: usize) -> usize {
+    /// when possible; returns how many.
+    pub fn alloc_batch(&mut self, n: usize, out: &mut [usize]) -> usize {
         self.ready();
         {
             // Once the break cannot grow, the brk arena still serves what fits.
-            let got = self.brk.alloc_batch(n, out, !self.brk_failed, topmost);
+            let got = self.brk.alloc_batch(n, out, !self.brk_failed);
             if got > 0 {
                 for a in &mut out[..got] {
                     *a = self.brk.addr(*a);
@@ -162,7 +161,7 @@ impl Heap {
         }
         // A mapped arena: the rest of the batch from the same one.
         let Some(arena) = self.arena_mut(a) else { return 1 };
-        let more = arena.alloc_batch(n, &mut out[1..], true, topmost.saturating_sub(1));
+        let more = arena.alloc_batch(n, &mut out[1..], true);
         for g in &mut out[1..1 + more] {
             *g = arena.addr(*g);
         }

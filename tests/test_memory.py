@@ -134,11 +134,11 @@ def test_fragmentation_ratio(build, run, report):
 
 # 4 ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("order,size", [("forward", 1000), ("random", 1000),
+@pytest.mark.parametrize("order,size", [("forward", 64), ("forward", 1000), ("random", 1000),
                                         ("forward", 3000), ("random", 3000)])
 def test_memory_returned_after_free_all(build, run, report, order, size):
-    """65,536 blocks of 1000 bytes (or 22,369 of 3000: mid-size, cached by size
-    class) allocated then all freed: under 1 MiB of RssAnon left above the
+    """65,536 blocks of 64 or 1000 bytes (or 22,369 of 3000: mid-size, cached by
+    size class) allocated then all freed: under 1 MiB of RssAnon left above the
     starting level."""
     kv, info = measure(run, build("mem_free_all.c"), [order, size])
     left = int(kv["left"])

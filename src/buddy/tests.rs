@@ -276,30 +276,6 @@ fn small_requests_land_in_a_freed_block() {
 }
 
 #[test]
-fn batch_blocks_past_topmost_stay_below_the_live_top() {
-    let mut t = TestArena::new(4 << 20);
-    let a = &mut t.arena;
-    // Ten 4-granule holes below a pinned block at the live top.
-    let blocks: Vec<usize> = (0..40).map(|_| a.alloc(4, 1).unwrap()).collect();
-    let pin = a.alloc(1, 1).unwrap();
-    for &g in blocks.iter().step_by(4) {
-        a.free_block(g, 4);
-    }
-    let hi = a.hi_live();
-    assert_eq!(hi, pin + 1);
-    // Two blocks may go anywhere; the other 30 asked for only fill the holes.
-    let mut out = [0usize; 32];
-    let got = a.alloc_batch(4, &mut out, true, 2);
-    assert_eq!(got, 10, "the ten holes, and nothing above the pinned block: {:?}", &out[..got]);
-    assert!(out[..got].iter().all(|&g| g + 4 <= hi));
-    assert_eq!(a.hi_live(), hi);
-    // With the holes gone, the first `topmost` blocks still come (from above the top).
-    let got = a.alloc_batch(4, &mut out, true, 3);
-    assert_eq!(got, 3);
-    assert!(out[..got].iter().all(|&g| g >= hi));
-}
-
-#[test]
 fn small_requests_pack_without_gaps() {
     let mut t = TestArena::new(4 << 20);
     let a = &mut t.arena;
