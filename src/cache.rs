@@ -807,21 +807,35 @@ pub fn reclaim_after_fork(h: &mut Heap) {
 pub fn totals(h: &mut Heap, out: &Totals) -> (usize, usize) {
     let reg = registry(h);
     reg.retired.add_into(out);
-    let (mut cached, mut caches) = (0, 0);
+    each_cache(reg, |tc| tc.counters.add_into(out));
+    cached_and_caches(reg)
+}
+
+/// Calls `f` on every live cache. Call with the lock held (proved by `reg`).
+fn each_cache(reg: &Registry, mut f: impl FnMut(&ThreadCache)) {
     let mut cur = reg.head;
     while !cur.is_null() {
-        // SAFETY: registry nodes are live caches; counters are atomics.
+        // SAFETY: registry nodes are live caches; what other threads write in them
+        // (counters, `cached`) is read as atomics or volatile words.
         unsafe {
-            (*cur).counters.add_into(out);
-            cached += (*cur).cached_granules() << GRANULE_SHIFT;
-            caches += CACHE_GRANULES << GRANULE_SHIFT;
+            f(&*cur);
             cur = (*cur).next;
         }
     }
+}
+
+/// Bytes of blocks cached (thread caches and transfer lists), and bytes of the caches
+/// themselves.
+fn cached_and_caches(reg: &Registry) -> (usize, usize) {
+    let (mut cached, mut caches) = (0, 0);
+    each_cache(reg, |tc| {
+        cached += tc.cached_granules();
+        caches += CACHE_GRANULES;
+    });
     for (n, t) in reg.transfer.iter().enumerate() {
-        cached += (t.count * n) << GRANULE_SHIFT;
+        cached += t.count * n;
     }
-    (cached, caches)
+    (cached << GRANULE_SHIFT, caches << GRANULE_SHIFT)
 }
 
 /// Whether the blocks the program holds (live, not cached) are under a sixteenth of
@@ -833,19 +847,8 @@ fn little_left_in_use(h: &mut Heap) -> bool {
     let held = h.held_bytes();
     let reserved = h.reserved_bytes();
     let reg = registry(h);
-    let mut cached = 0;
-    let mut cur = reg.head;
-    while !cur.is_null() {
-        // SAFETY: registry nodes are live caches (the lock is held).
-        unsafe {
-            cached += (*cur).cached_granules() + CACHE_GRANULES;
-            cur = (*cur).next;
-        }
-    }
-    for (n, t) in reg.transfer.iter().enumerate() {
-        cached += t.count * n;
-    }
-    let in_use = reserved.saturating_sub(cached << GRANULE_SHIFT);
+    let (cached, caches) = cached_and_caches(reg);
+    let in_use = reserved.saturating_sub(cached + caches);
     let (last_held, last_in_use) = reg.reclaimed;
     if in_use.saturating_mul(16) >= held || held - in_use < RECLAIM_MIN {
         return false;
