@@ -280,21 +280,26 @@ impl Arena {
                 g = below;
                 continue;
             }
-            // A cached block ending at g? Cached blocks are small, so they lie within
-            // one chunk: its start is the last start bit below g there.
-            let Some(s) = g.checked_sub(1).and_then(|last| self.start_in_chunk(last)) else {
-                return g;
-            };
-            if g - s > CACHEABLE_GRANULES || !self.test(Plane::Alloc, s) || self.live_end(s) != g {
-                return g;
+            match self.cached_block_ending_at(g) {
+                Some(s) => g = s,
+                None => return g,
             }
-            let addr = self.addr(s);
-            // SAFETY: s starts a live block: its first word is readable.
-            if unsafe { (addr as *const u64).read() } != self.cached_tag(addr) {
-                return g;
-            }
-            g = s;
         }
+    }
+
+    /// The start of the thread-cached block that ends at `g`, if one does. Call with
+    /// the lock held.
+    pub fn cached_block_ending_at(&self, g: usize) -> Option<usize> {
+        // Cached blocks are small, so they lie within one chunk: the start is the last
+        // start bit below g there.
+        let s = self.start_in_chunk(g.checked_sub(1)?)?;
+        if g - s > CACHEABLE_GRANULES || !self.test(Plane::Alloc, s) || self.live_end(s) != g {
+            return None;
+        }
+        let addr = self.addr(s);
+        // SAFETY: s starts a live block: its first word is readable.
+        let cached = unsafe { (addr as *const u64).read() } == self.cached_tag(addr);
+        cached.then_some(s)
     }
 
     /// Treats no memory of this arena as known zero (its source does not zero it).

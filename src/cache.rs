@@ -844,6 +844,11 @@ fn cached_and_caches(reg: &Registry) -> (usize, usize) {
 /// have halved since the last time (when the top cannot come down, emptying the
 /// caches at every overflow would only cost refills). Call with the lock held.
 fn little_left_in_use(h: &mut Heap) -> bool {
+    // Only worth it when a cached block holds the top up; tested first, as it costs
+    // one block's header where the rest walks every thread's cache.
+    if h.brk.cached_block_ending_at(h.brk.hi_live()).is_none() {
+        return false;
+    }
     let held = h.held_bytes();
     let reserved = h.reserved_bytes();
     let reg = registry(h);
@@ -856,12 +861,7 @@ fn little_left_in_use(h: &mut Heap) -> bool {
     if held <= last_held && in_use.saturating_mul(2) >= last_in_use {
         return false;
     }
-    // Only worth it when a cached block holds the top up.
-    let top = h.brk.hi_live();
-    if h.brk.reclaimable_start(top) == top {
-        return false;
-    }
-    registry(h).reclaimed = (held, in_use);
+    reg.reclaimed = (held, in_use);
     true
 }
 
