@@ -101,8 +101,8 @@ pub struct ThreadCache {
     refilled: [bool; LISTS],
     /// Granules class `n` has brought in from the buddy since it was last flushed. A
     /// class that keeps refilling (a program building a large structure) refills more
-    /// at once: 1/256 of this, up to `REFILL_MAX_BYTES`, so what it may leave
-    /// cached unused stays a small fraction of what it took.
+    /// at once: 1/256 of this, up to `REFILL_MAX_BYTES` (and `REFILL_MAX_BLOCKS`), so
+    /// what it may leave cached unused stays a small fraction of what it took.
     refill_volume: [u32; CLASSES + 1],
     /// Granules on all lists (mid-size blocks at their class size): kept by push and
     /// pop, recounted by the slow paths. At most `budget` after a push.
