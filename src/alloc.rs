@@ -248,9 +248,7 @@ fn free_slow(p: *mut u8) {
             // the break can come down: free it for real, and everything cached (cached
             // blocks anywhere below would keep the break up).
             free_locked(b.addr, b.n, "free", Contents::Kept);
-            let mut h = HEAP.lock();
-            cache::drain_transfer(&mut h);
-            tc.give_all_back(&mut h, true);
+            tc.give_all_back_with_transfer(&mut HEAP.lock());
             return;
         }
     }

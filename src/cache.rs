@@ -533,6 +533,13 @@ impl ThreadCache {
         self.cached = 0;
     }
 
+    /// Returns every block of this cache and of the transfer lists to the heap (cached
+    /// blocks anywhere would keep the break up). Call with the lock held.
+    pub fn give_all_back_with_transfer(&mut self, h: &mut Heap) {
+        drain_transfer(h);
+        self.give_all_back(h, true);
+    }
+
     /// Class `n` went over its limit: flush half of it, and let it hold more next time.
     #[cold]
     fn overflow(&mut self, n: usize) {
@@ -593,14 +600,13 @@ impl ThreadCache {
             } else {
                 give_back(&mut h, key, n, first, moved, true);
             }
-            if little_left_in_use(&mut h) {
+            if let Some(in_use) = little_left_in_use(&mut h) {
                 // The program has freed nearly everything, but what is cached (blocks
                 // a refill brought in unused, or freed before the highest block was)
                 // may hold the top up: give it all back, so the heap can shrink.
-                drain_transfer(&mut h);
-                self.give_all_back(&mut h, true);
+                self.give_all_back_with_transfer(&mut h);
                 let held = h.held_bytes();
-                registry(&mut h).reclaimed.0 = held;
+                registry(&mut h).reclaimed = (held, in_use);
             }
         });
     }
@@ -838,31 +844,34 @@ fn cached_and_caches(reg: &Registry) -> (usize, usize) {
     (cached << GRANULE_SHIFT, caches << GRANULE_SHIFT)
 }
 
-/// Whether the blocks the program holds (live, not cached) are under a sixteenth of
+/// Bytes the program holds: the heap's live blocks but for the cached ones and the
+/// caches themselves (`cached` and `caches` as `totals` returns them).
+pub fn in_use_bytes(h: &Heap, cached: usize, caches: usize) -> usize {
+    h.reserved_bytes().saturating_sub(cached + caches)
+}
+
+/// The bytes the program holds (live, not cached), if they are under a sixteenth of
 /// what the heap holds and the rest is worth giving back (`RECLAIM_MIN`): the program
 /// has freed nearly everything. Not again until the heap has grown or the bytes in use
-/// have halved since the last time (when the top cannot come down, emptying the
-/// caches at every overflow would only cost refills). Call with the lock held.
-fn little_left_in_use(h: &mut Heap) -> bool {
+/// have halved since the last time (`Registry::reclaimed`; when the top cannot come
+/// down, emptying the caches at every overflow would only cost refills). Call with the
+/// lock held.
+fn little_left_in_use(h: &mut Heap) -> Option<usize> {
     // Only worth it when a cached block holds the top up; tested first, as it costs
     // one block's header where the rest walks every thread's cache.
-    if h.brk.cached_block_ending_at(h.brk.hi_live()).is_none() {
-        return false;
-    }
+    h.brk.cached_block_ending_at(h.brk.hi_live())?;
     let held = h.held_bytes();
-    let reserved = h.reserved_bytes();
     let reg = registry(h);
     let (cached, caches) = cached_and_caches(reg);
-    let in_use = reserved.saturating_sub(cached + caches);
     let (last_held, last_in_use) = reg.reclaimed;
+    let in_use = in_use_bytes(h, cached, caches);
     if in_use.saturating_mul(16) >= held || held - in_use < RECLAIM_MIN {
-        return false;
+        return None;
     }
     if held <= last_held && in_use.saturating_mul(2) >= last_in_use {
-        return false;
+        return None;
     }
-    reg.reclaimed = (held, in_use);
-    true
+    Some(in_use)
 }
 
 /// Returns every block of the transfer lists to the heap (before trimming: they may

@@ -27,7 +27,7 @@ pub fn gather() -> MyallocStats {
         held_bytes: h.held_bytes() as u64,
         held_bytes_peak: h.held_peak.max(h.held_bytes()) as u64,
         // Live granules are user blocks, cached blocks and the caches themselves.
-        in_use_bytes: h.reserved_bytes().saturating_sub(cached + caches) as u64,
+        in_use_bytes: cache::in_use_bytes(&h, cached, caches) as u64,
         in_use_bytes_peak: h.reserved_peak.max(h.reserved_bytes()) as u64,
         live_blocks: totals.malloc.load(Relaxed).saturating_sub(totals.free.load(Relaxed)),
         malloc_calls: totals.malloc.load(Relaxed),
