@@ -211,3 +211,16 @@ pub fn load_pair(p: *const u64) -> Option<(u64, u64)> {
     let _ = p;
     None
 }
+
+/// Asks the CPU to bring the line at `p` into the cache: a hint that never faults, on
+/// any address (null included), and changes no memory.
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch reads nothing architecturally and cannot fault.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
