@@ -90,6 +90,44 @@ const INTERIOR_WORDS: u8 = 0x3f;
 pub const LONG_RUN_MIN: usize = 127;
 
 pub const META_BYTES: usize = core::mem::size_of::<ChunkMeta>();
+
+/// What the metadata of a chunk wholly inside one live block (that starts in an earlier
+/// chunk) holds: every granule allocated, none a start, no free blocks, no markers, and
+/// a `chunk` no directory entry matches. Such a chunk of a large block may have no
+/// metadata of its own (`Arena`'s lazy chunks); readers are given this image instead.
+/// It lies in read-only memory: a write that would change it faults, and `assign`
+/// skips writes that change nothing.
+#[repr(C, align(16))]
+struct InteriorImage {
+    bits: [[u64; 2]; WORDS],
+    rest: [u8; META_BYTES - WORDS * 16],
+}
+
+static INTERIOR_IMAGE: InteriorImage = InteriorImage {
+    bits: [[u64::MAX, 0]; WORDS],
+    rest: {
+        let mut r = [0u8; META_BYTES - WORDS * 16];
+        let at = core::mem::offset_of!(ChunkMeta, chunk) - WORDS * 16;
+        let mut i = 0;
+        while i < 4 {
+            r[at + i] = 0xff;
+            i += 1;
+        }
+        r
+    },
+};
+const _: () = assert!(core::mem::size_of::<InteriorImage>() == META_BYTES);
+const _: () = assert!(core::mem::align_of::<InteriorImage>() == core::mem::align_of::<ChunkMeta>());
+
+/// The metadata every lazy chunk reads as (see [`InteriorImage`]).
+#[inline]
+pub fn interior_meta() -> &'static ChunkMeta {
+    // SAFETY: same size and alignment as ChunkMeta, whose fields are all integers (or
+    // atomics of them), valid for any bit pattern. Only loads reach it: writers
+    // materialise a lazy chunk's own metadata first, and `assign` stores nothing where
+    // nothing changes.
+    unsafe { &*(&INTERIOR_IMAGE as *const InteriorImage as *const ChunkMeta) }
+}
 // The free fast path addresses word w's pair as granule w of the metadata block.
 const _: () = assert!(core::mem::offset_of!(ChunkMeta, bits) == 0);
 const _: () = assert!(core::mem::size_of::<[AtomicU64; 2]>() == GRANULE);
@@ -179,7 +217,10 @@ impl ChunkMeta {
             let end = core::cmp::min(hi, (w + 1) << 6);
             let mask = span_mask(g & 63, end - (w << 6));
             let old = self.word(plane, w).load(Relaxed);
-            self.word(plane, w).store(if on { old | mask } else { old & !mask }, Release);
+            let new = if on { old | mask } else { old & !mask };
+            if new != old {
+                self.word(plane, w).store(new, Release);
+            }
             let same = if on { old & mask } else { !old & mask };
             already += same.count_ones() as usize;
             g = end;

@@ -28,7 +28,10 @@
 //!   chunk may be read without the lock (a trim may free other chunks' metadata).
 //! * Every granule below `top` belongs to a chunk whose `ChunkMeta` exists; the metadata
 //!   blocks are ordinary live blocks inside the arena, so the arena's extent is its whole
-//!   footprint.
+//!   footprint. A lazy chunk (`LAZY_BIT`), wholly inside a large live block that starts
+//!   in an earlier chunk, has its metadata block reserved but not yet written: readers
+//!   get `interior_meta()`, and it is written before any write reaches the chunk
+//!   (freeing or shrinking the block).
 
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering::*};
 
@@ -38,11 +41,35 @@ use crate::sys;
 /// Per-chunk directory entry.
 #[repr(C)]
 pub struct DirEntry {
-    /// Granule index of the chunk's `ChunkMeta` plus one; 0 while the chunk has none.
-    /// Written under the lock, read without it by the free fast path.
+    /// Granule index of the chunk's `ChunkMeta` plus one; 0 while the chunk has none;
+    /// with `LAZY_BIT` added while that metadata is reserved but not written (the
+    /// chunk then reads as `interior_meta()`). Written under the lock, read without it
+    /// by the free fast path.
     pub meta: AtomicU32,
     /// Bit k: a buddy-free block of order k starts in this chunk.
     pub mask: u32,
+}
+
+/// In `DirEntry::meta`: the chunk is lazy. A large block placed in new memory at the
+/// top leaves the metadata of the chunks it wholly covers (all but its first)
+/// unwritten: they are "allocated, no start", which `interior_meta()` says for them,
+/// and written they would be 1/56 of the block, resident, where the block itself may be
+/// mostly untouched (GNU sort asks for a buffer of a fraction of the machine's memory).
+/// Their metadata blocks are reserved as usual (the break's extent is unchanged), and
+/// written when freeing or shrinking the block first reaches them. (Metadata indices
+/// stay below 2^31: the arena holds at most 2^31 granules.)
+pub const LAZY_BIT: u32 = 1 << 31;
+/// Blocks at least this long may leave lazy chunks.
+const LAZY_MIN_GRANULES: usize = 2 * CHUNK_GRANULES;
+
+/// Lazy chunks a growth left for the large block about to be placed over them: the
+/// granules `[lo, hi)` are neither free nor live until the block is marked; `place` is
+/// where the free tail below them starts.
+#[derive(Clone, Copy)]
+struct LazySpan {
+    place: usize,
+    lo: usize,
+    hi: usize,
 }
 
 /// The first 16 bytes of a block parked in a thread cache.
@@ -361,8 +388,10 @@ impl Arena {
         let m = self.dir(c).meta.load(Acquire);
         if m == 0 {
             None
+        } else if m & LAZY_BIT != 0 {
+            Some(interior_meta())
         } else {
-            // SAFETY: a non-zero entry names a live metadata block inside the arena.
+            // SAFETY: any other non-zero entry names a live metadata block inside the arena.
             Some(unsafe { &*(self.addr(m as usize - 1) as *const ChunkMeta) })
         }
     }
@@ -465,10 +494,12 @@ impl Arena {
             return None;
         }
         // (The metadata stays while a live block, the caller's, lies in the chunk.)
-        let m = self.dir(g >> CHUNK_SHIFT).meta.load(Acquire) as usize;
-        if m == 0 {
+        let m = self.dir(g >> CHUNK_SHIFT).meta.load(Acquire);
+        // No metadata, or lazy (only a misused pointer lands inside a lazy chunk).
+        if (m as i32) <= 0 {
             return None;
         }
+        let m = m as usize;
         // The pair of g's word: the metadata starts at granule m - 1, its pairs are
         // granules (see `ChunkMeta::bits`); one address computation for both words.
         let w = (g >> 6) & (WORDS - 1);
@@ -1104,7 +1135,10 @@ impl Arena {
         let at = self.align_up(tail, align);
         let end = at.checked_add(n)?;
         if end > self.top() {
-            self.grow(end + align - self.top())?;
+            let huge = (n >= LAZY_MIN_GRANULES).then_some((n, align));
+            if let (_, Some(span)) = self.grow_for(end + align - self.top(), huge)? {
+                return Some(self.place_over_lazy(span, n, align));
+            }
         }
         // Growth may have put chunk metadata at the start of the tail.
         let tail = self.free_tail_start();
@@ -1124,11 +1158,97 @@ impl Arena {
         Some(at)
     }
 
+    /// Places the block of `n` granules (at a multiple of `align`) that `grow_for` left
+    /// the lazy span for: at the start of the free tail below the span, as
+    /// `alloc_at_top` would. Marking it live writes nothing into the lazy chunks, whose
+    /// image already says what their bits would.
+    fn place_over_lazy(&mut self, span: LazySpan, n: usize, align: usize) -> usize {
+        let at = self.align_up(span.place, align);
+        if at >= span.lo || at + n < span.hi || at + n > self.top() {
+            crate::report::internal("large block does not cover its lazy chunks");
+        }
+        self.take_run(span.place, span.lo - span.place);
+        if at + n > span.hi {
+            self.take_run(span.hi, at + n - span.hi);
+        }
+        self.mark_live(at, n);
+        if at > span.place {
+            self.release_range(span.place, at);
+        }
+        at
+    }
+
+    /// The lazy chunks among those `[lo, hi)` touches (a contiguous range: the chunks a
+    /// block covers wholly, after its first).
+    fn lazy_chunks(&self, lo: usize, hi: usize) -> core::ops::Range<usize> {
+        let (first, last) = (lo >> CHUNK_SHIFT, (hi - 1) >> CHUNK_SHIFT);
+        let mut c = first;
+        let lazy = |c: usize| self.dir(c).meta.load(Relaxed) & LAZY_BIT != 0;
+        while c <= last && !lazy(c) {
+            c += 1;
+        }
+        let start = c;
+        while c <= last && lazy(c) {
+            c += 1;
+        }
+        let end = c;
+        // A block's lazy chunks are one span, and a shrink materialises a suffix of it.
+        while c <= last {
+            if lazy(c) {
+                crate::report::internal("a block's lazy chunks are not contiguous");
+            }
+            c += 1;
+        }
+        start..end
+    }
+
+    /// Writes the reserved metadata of the lazy chunks `[lo, hi)` touches, as
+    /// `interior_meta()` showed it, before the caller changes their granules; when
+    /// `discard`, first gives the whole pages of `[lo, hi)` in those chunks back to the
+    /// kernel (the caller is freeing them), so that their data and the new metadata
+    /// are never resident together. Returns the bytes given back.
+    fn materialize_lazy(&mut self, lo: usize, hi: usize, discard: bool) -> usize {
+        let lazy = self.lazy_chunks(lo, hi);
+        if lazy.is_empty() {
+            return 0;
+        }
+        let clean = if discard {
+            let (a, b) = (lo.max(lazy.start << CHUNK_SHIFT), hi.min(lazy.end << CHUNK_SHIFT));
+            self.release_pages_if_allowed(a, b)
+        } else {
+            0
+        };
+        for c in lazy {
+            let p = (self.dir(c).meta.load(Relaxed) & !LAZY_BIT) as usize - 1;
+            // SAFETY: `p` is the chunk's reserved metadata block (live, META_BYTES long,
+            // inside the arena), which nothing else uses.
+            unsafe {
+                core::ptr::write_bytes(self.addr(p) as *mut u8, 0, META_BYTES);
+                let m = &*(self.addr(p) as *const ChunkMeta);
+                for w in 0..WORDS {
+                    m.word(Plane::Alloc, w).store(u64::MAX, Relaxed);
+                }
+                m.chunk.store(c as u32, Relaxed);
+            }
+            self.dir(c).meta.store(p as u32 + 1, Release);
+        }
+        clean
+    }
+
+    /// Gives the whole pages of `[g, end)` back to the kernel where the arena may;
+    /// returns the bytes released.
+    fn release_pages_if_allowed(&mut self, g: usize, end: usize) -> usize {
+        if self.source == (Source::Fixed { release: false }) {
+            return 0;
+        }
+        self.release_whole_pages(g, end)
+    }
+
     /// Frees the live block `[g, g+n)` (user or internal) into the buddy system.
     /// Frees the live granules `[g, g+n)`. Granules that were not live mean the caller
     /// freed memory twice: that is reported (by address) and the process stopped.
     pub fn free_block(&mut self, g: usize, n: usize) {
-        self.free_block_counting(g, n, n << GRANULE_SHIFT);
+        self.free_block_counting(g, n, n << GRANULE_SHIFT, false);
     }
 
     /// Frees the live block `[g, g+n)` whose contents are garbage (a realloc has copied
@@ -1138,7 +1258,7 @@ impl Arena {
     pub fn free_block_discarded(&mut self, g: usize, n: usize) {
         // (Before freeing: a trim may lower the break over the block.)
         let clean = self.release_whole_pages(g, g + n);
-        self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean);
+        self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean, true);
     }
 
     /// Gives the whole pages inside granules `[g, end)` back to the kernel (madvise);
@@ -1155,7 +1275,13 @@ impl Arena {
         }
     }
 
-    fn free_block_counting(&mut self, g: usize, n: usize, dirty: usize) {
+    /// Frees the live block `[g, g+n)`, `dirty` bytes of which hold data (for purging);
+    /// `released`: its whole pages went back to the kernel already.
+    fn free_block_counting(&mut self, g: usize, n: usize, dirty: usize, released: bool) {
+        let mut dirty = dirty;
+        if n > CHUNK_GRANULES {
+            dirty -= self.materialize_lazy(g, g + n, !released);
+        }
         if self.assign(Plane::Alloc, g, g + n, false) != 0 {
             crate::report::misuse("free", crate::report::Misuse::DoubleFree, self.addr(g));
         }
@@ -1224,6 +1350,7 @@ impl Arena {
     /// Shrinks the live block `[g, g+n)` to `m` granules, freeing its tail.
     pub fn shrink_in_place(&mut self, g: usize, n: usize, m: usize) {
         if m < n {
+            let clean = if n > CHUNK_GRANULES { self.materialize_lazy(g + m, g + n, true) } else { 0 };
             self.assign(Plane::Alloc, g + m, g + n, false);
             self.clear_interior(g + m, g + n);
             // (before the freed tail can become a free block whose order this slot holds)
@@ -1232,7 +1359,7 @@ impl Arena {
             self.stats.live_granules -= (n - m) as u64;
             self.release_range(g + m, g + n);
             self.lower_hi_live(g + n);
-            self.after_free(g + n, n - m, (n - m) << GRANULE_SHIFT);
+            self.after_free(g + n, n - m, ((n - m) << GRANULE_SHIFT) - clean);
         }
     }
 
@@ -1241,6 +1368,14 @@ impl Arena {
     /// Extends the arena by at least `need` free granules above its current free tail
     /// (plus room for new chunk metadata). Returns the old top.
     fn grow(&mut self, need: usize) -> Option<usize> {
+        self.grow_for(need, None).map(|(top, _)| top)
+    }
+
+    /// `grow`, for a block of `huge.0` granules at a multiple of `huge.1` that the
+    /// caller places at the start of the free tail right after: the chunks the block
+    /// will wholly cover, after its first, get no metadata (lazy chunks) and come back
+    /// as a span the caller must place the block over (`place_over_lazy`).
+    fn grow_for(&mut self, need: usize, huge: Option<(usize, usize)>) -> Option<(usize, Option<LazySpan>)> {
         let top = self.top();
         let step = core::cmp::max(GROW_MIN, (top << GRANULE_SHIFT) / 64) >> GRANULE_SHIFT;
         let base_add = core::cmp::max(need, step);
@@ -1277,20 +1412,22 @@ impl Arena {
                 self.trim_threshold = core::cmp::min(self.trim_threshold * 2, TRIM_THRESHOLD_MAX);
             }
         }
-        self.install_chunks(top, new_top);
+        let lazy = self.install_chunks(top, new_top, huge);
         self.stats.peak_top = self.stats.peak_top.max(new_top as u64);
-        Some(top)
+        Some((top, lazy))
     }
 
     /// Makes `[old_top, new_top)` part of the arena. Metadata for new chunks goes into
     /// free memory below when some fits, else at the start of the free tail, so the free
     /// run that ends at the new top stays as long as possible.
-    fn install_chunks(&mut self, old_top: usize, new_top: usize) {
+    fn install_chunks(&mut self, old_top: usize, new_top: usize, huge: Option<(usize, usize)>) -> Option<LazySpan> {
         let first_new = old_top.div_ceil(CHUNK_GRANULES);
         let last = new_top.div_ceil(CHUNK_GRANULES);
         let tail = self.free_tail_start();
         self.take_tail(tail);
         let mut place = tail;
+        // Places every new chunk's metadata first (no chunk is in use yet, so no
+        // reader looks at them), to know where the tail, and a large block, will start.
         for c in first_new..last {
             let at = match self.alloc_from_free(order_for(META_GRANULES), META_GRANULES, 1) {
                 Some(g) => g,
@@ -1299,6 +1436,23 @@ impl Arena {
                     place - META_GRANULES
                 }
             };
+            self.dir(c).meta.store(at as u32 + 1, Relaxed);
+        }
+        // The chunks the large block will cover wholly after its first stay lazy.
+        let lazy = huge.and_then(|(n, align)| {
+            let at = self.align_up(place, align);
+            let lo = core::cmp::max((at + 1).div_ceil(CHUNK_GRANULES), first_new);
+            let hi = at.checked_add(n)?.min(new_top) >> CHUNK_SHIFT;
+            (lo < hi).then_some(lo..hi)
+        });
+        for c in first_new..last {
+            let at = self.dir(c).meta.load(Relaxed);
+            if lazy.as_ref().is_some_and(|l| l.contains(&c)) {
+                self.set_run_hint(c, 0);
+                self.dir(c).meta.store(at | LAZY_BIT, Release);
+                continue;
+            }
+            let at = at as usize - 1;
             // SAFETY: `at` is arena memory below new_top that no block uses; zeroed
             // bitmaps describe an empty chunk.
             unsafe {
@@ -1317,7 +1471,20 @@ impl Arena {
             g += META_GRANULES;
         }
         self.stats.meta_granules += ((last - first_new) * META_GRANULES) as u64;
-        self.release_range(place, new_top);
+        match lazy {
+            None => {
+                self.release_range(place, new_top);
+                None
+            }
+            Some(l) => {
+                let (lo, hi) = (l.start << CHUNK_SHIFT, l.end << CHUNK_SHIFT);
+                self.release_range(place, lo);
+                if hi < new_top {
+                    self.release_range(hi, new_top);
+                }
+                Some(LazySpan { place, lo, hi })
+            }
+        }
     }
 
     /// The metadata block that ends at `t`, as (start, chunk), if the block ending there
@@ -1397,7 +1564,8 @@ impl Arena {
             }
             self.top.store(new_top, Release);
             for c in keep_chunks..old_chunks {
-                let m = self.dir(c).meta.swap(0, AcqRel) as usize;
+                // (A lazy chunk lies inside a live block, never above the free tail.)
+                let m = (self.dir(c).meta.swap(0, AcqRel) & !LAZY_BIT) as usize;
                 self.dir_mut(c).mask = 0;
                 if m == 0 {
                     continue;
@@ -1492,9 +1660,9 @@ impl Arena {
     /// Calls `f(start)` for the first granule of every chunk-metadata block.
     pub fn for_each_metadata(&self, mut f: impl FnMut(usize)) {
         for c in 0..self.top().div_ceil(CHUNK_GRANULES) {
-            let m = self.dir(c).meta.load(Acquire) as usize;
+            let m = self.dir(c).meta.load(Acquire) & !LAZY_BIT;
             if m != 0 {
-                f(m - 1);
+                f(m as usize - 1);
             }
         }
     }

@@ -48,7 +48,7 @@ fn blocks(a: &Arena) -> Vec<(usize, usize, u8)> {
 fn meta_starts(a: &Arena) -> Vec<usize> {
     (0..a.top().div_ceil(CHUNK_GRANULES))
         .filter_map(|c| {
-            let m = a.dir(c).meta.load(Relaxed);
+            let m = a.dir(c).meta.load(Relaxed) & !LAZY_BIT;
             (m != 0).then(|| m as usize - 1)
         })
         .collect()
@@ -513,4 +513,167 @@ fn swinging_top_stops_moving_the_break_but_freeing_everything_still_trims() {
     // The program then frees everything: the heap goes back to (nearly) nothing.
     a.free_block(base_block, live);
     assert!(a.top() * GRANULE <= 1 << 20, "top stayed at {} bytes", a.top() * GRANULE);
+}
+
+fn lazy_count(a: &Arena) -> usize {
+    (0..a.top().div_ceil(CHUNK_GRANULES)).filter(|&c| a.dir(c).meta.load(Relaxed) & LAZY_BIT != 0).count()
+}
+
+#[test]
+fn large_blocks_leave_their_interior_chunks_without_metadata() {
+    let mut t = TestArena::new(256 << 20);
+    let a = &mut t.arena;
+    let pin = a.alloc(100, 1).unwrap();
+    let n = (64 << 20) / GRANULE;
+    let g = a.alloc(n, 1).unwrap();
+    let chunks = n / CHUNK_GRANULES;
+    let lazy = lazy_count(a);
+    assert!(lazy + 2 >= chunks && lazy < chunks, "{lazy} lazy chunks for a block over {chunks}");
+    // Their metadata is reserved (it has its place), not written.
+    let reserved = (0..a.top().div_ceil(CHUNK_GRANULES)).filter(|&c| a.dir(c).meta.load(Relaxed) & LAZY_BIT != 0);
+    for c in reserved {
+        let p = (a.dir(c).meta.load(Relaxed) & !LAZY_BIT) as usize - 1;
+        assert!(p < g && a.test(Plane::Start, p) && a.live_end(p) == p + META_GRANULES);
+    }
+    let mut model = BTreeMap::from([(pin, 100), (g, n)]);
+    check(a, &model);
+    // Readers see the interior: inside a live block, no start.
+    assert_eq!(a.live_block_at(a.addr(g + n / 2)), Err(true));
+    assert!(a.test(Plane::Alloc, g + n / 2) && !a.test(Plane::Start, g + n / 2));
+    // The data is the program's, as in any block.
+    fill(a, g, n, 7);
+    verify(a, g, n, 7);
+    // A block above it, so that freeing it leaves a hole with metadata of its own.
+    let above = loop {
+        let x = a.alloc(10, 1).unwrap();
+        model.insert(x, 10);
+        if x > g {
+            break x;
+        }
+    };
+    a.free_block(g, n);
+    model.remove(&g);
+    assert_eq!(lazy_count(a), 0);
+    check(a, &model);
+    // The hole serves later requests like any free memory.
+    let h = a.alloc(n / 2, 1).unwrap();
+    assert!(h < above, "reused the freed block's memory");
+    model.insert(h, n / 2);
+    check(a, &model);
+    for (x, m) in model.clone() {
+        if x != pin {
+            a.free_block(x, m);
+            model.remove(&x);
+        }
+    }
+    check(a, &model);
+    assert!(a.top() * GRANULE <= 1 << 20, "top stayed at {} bytes", a.top() * GRANULE);
+}
+
+#[test]
+fn shrinking_and_growing_a_block_with_lazy_chunks() {
+    let mut t = TestArena::new(256 << 20);
+    let a = &mut t.arena;
+    let _pin = a.alloc(3, 1).unwrap();
+    // Aligned, and ending 5 granules into its last chunk.
+    let g = a.alloc(((16 << 20) / GRANULE) + 5, 4096).unwrap();
+    let mut n = ((16 << 20) / GRANULE) + 5;
+    assert_eq!(a.addr(g) % (4096 * GRANULE), 0);
+    assert!(lazy_count(a) > 0);
+    let mut model = BTreeMap::from([(_pin, 3), (g, n)]);
+    check(a, &model);
+    // Half of it: the freed chunks get metadata, the kept ones stay lazy.
+    let before = lazy_count(a);
+    let m = n / 2 + 77;
+    a.shrink_in_place(g, n, m);
+    n = m;
+    model.insert(g, n);
+    check(a, &model);
+    let after = lazy_count(a);
+    assert!(after > 0 && after < before, "lazy chunks {before} -> {after}");
+    // A few granules, from inside the last lazy chunk: that one chunk gets metadata.
+    let last_lazy = (0..a.top().div_ceil(CHUNK_GRANULES)).filter(|&c| a.dir(c).meta.load(Relaxed) & LAZY_BIT != 0).max().unwrap();
+    let m = ((last_lazy + 1) << CHUNK_SHIFT) - 3 - g;
+    a.shrink_in_place(g, n, m);
+    n = m;
+    model.insert(g, n);
+    check(a, &model);
+    assert_eq!(lazy_count(a), after - 1);
+    // Growing it back over the freed memory, then freeing it: consistent throughout.
+    assert!(a.grow_in_place(g, n, n + 3 * CHUNK_GRANULES));
+    n += 3 * CHUNK_GRANULES;
+    model.insert(g, n);
+    check(a, &model);
+    fill(a, g, n, 3);
+    a.free_block(g, n);
+    model.remove(&g);
+    check(a, &model);
+    assert_eq!(lazy_count(a), 0);
+}
+
+#[test]
+fn model_random_operations_with_large_blocks() {
+    for seed in [5u64, 6] {
+        let mut t = TestArena::new(512 << 20);
+        let a = &mut t.arena;
+        let mut rng = Rng(seed);
+        let mut model: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut seeds: BTreeMap<usize, u8> = BTreeMap::new();
+        let mut lazy_seen = 0;
+        for step in 0..1500 {
+            let op = rng.below(10);
+            if op < 5 || model.is_empty() {
+                let n = match rng.below(10) {
+                    0..=2 => LAZY_MIN_GRANULES + rng.below(40 * CHUNK_GRANULES as u64) as usize,
+                    3..=4 => 1 + rng.below(5000) as usize,
+                    _ => 1 + rng.below(64) as usize,
+                };
+                let align = if rng.below(8) == 0 { 1 << rng.below(14) } else { 1 };
+                let g = a.alloc(n, align).unwrap();
+                assert_eq!(a.addr(g) % (align * GRANULE), 0);
+                let s = (rng.next() & 0xff) as u8;
+                // Large blocks: only their ends, as a program that touches little.
+                if n > 4096 {
+                    fill(a, g, 64, s);
+                    fill(a, g + n - 64, 64, s);
+                } else {
+                    fill(a, g, n, s);
+                }
+                model.insert(g, n);
+                seeds.insert(g, s);
+            } else {
+                let idx = rng.below(model.len() as u64) as usize;
+                let (&g, &n) = model.iter().nth(idx).unwrap();
+                match op {
+                    5..=7 => {
+                        a.free_block(g, n);
+                        model.remove(&g);
+                        seeds.remove(&g);
+                    }
+                    8 => {
+                        let m = n + 1 + rng.below(3 * CHUNK_GRANULES as u64) as usize;
+                        if a.grow_in_place(g, n, m) {
+                            model.insert(g, m);
+                        }
+                    }
+                    _ => {
+                        let m = 1 + rng.below(n as u64) as usize;
+                        a.shrink_in_place(g, n, m);
+                        model.insert(g, m);
+                    }
+                }
+            }
+            lazy_seen = lazy_seen.max(lazy_count(a));
+            if step % 50 == 0 {
+                check(a, &model);
+            }
+        }
+        check(a, &model);
+        assert!(lazy_seen > 0, "no large block left lazy chunks");
+        for (&g, &n) in model.clone().iter() {
+            a.free_block(g, n);
+        }
+        check(a, &BTreeMap::new());
+        assert_eq!(lazy_count(a), 0);
+    }
 }
