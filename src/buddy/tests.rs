@@ -413,64 +413,113 @@ fn fixed_region_exhaustion_is_reported() {
     assert!(count > 12_000, "only {count}");
 }
 
-#[test]
-fn model_random_operations() {
-    for seed in [1u64, 2, 3, 0xdead_beef] {
-        let mut t = TestArena::new(64 << 20);
-        let a = &mut t.arena;
-        let mut rng = Rng(seed);
-        let mut model: BTreeMap<usize, usize> = BTreeMap::new();
-        let mut seeds: BTreeMap<usize, u8> = BTreeMap::new();
-        for step in 0..6000 {
-            let op = rng.below(10);
-            if op < 5 || model.is_empty() {
-                let n = match rng.below(20) {
-                    0 => 1 + rng.below(20_000) as usize,
-                    1..=4 => 1 + rng.below(300) as usize,
-                    _ => 1 + rng.below(16) as usize,
-                };
-                let align = if rng.below(10) == 0 { 1 << rng.below(10) } else { 1 };
-                let g = a.alloc(n, align).unwrap();
-                assert_eq!(a.addr(g) % (align * GRANULE), 0);
-                let s = (rng.next() & 0xff) as u8;
-                fill(a, g, n, s);
-                model.insert(g, n);
-                seeds.insert(g, s);
-            } else {
-                let idx = rng.below(model.len() as u64) as usize;
-                let (&g, &n) = model.iter().nth(idx).unwrap();
-                verify(a, g, n, seeds[&g]);
-                match op {
-                    5..=7 => {
-                        a.free_block(g, n);
-                        model.remove(&g);
-                        seeds.remove(&g);
-                    }
-                    8 => {
-                        let m = n + 1 + rng.below(64) as usize;
-                        if a.grow_in_place(g, n, m) {
-                            model.insert(g, m);
-                            fill(a, g, m, seeds[&g]);
-                        }
-                    }
-                    _ => {
-                        let m = 1 + rng.below(n as u64) as usize;
-                        a.shrink_in_place(g, n, m);
+/// What a model run draws: block sizes, alignments, how far a grow-in-place reaches.
+struct ModelPlan {
+    arena_bytes: usize,
+    steps: usize,
+    check_every: usize,
+    size: fn(&mut Rng) -> usize,
+    align: fn(&mut Rng) -> usize,
+    grow_by: fn(&mut Rng) -> usize,
+}
+
+/// Random allocations, frees, grows and shrinks against a model of the live blocks,
+/// their contents checked and the invariants too every `check_every` steps; everything
+/// is freed at the end. Returns the most lazy chunks seen at once.
+fn run_model(seed: u64, plan: &ModelPlan) -> usize {
+    let mut t = TestArena::new(plan.arena_bytes);
+    let a = &mut t.arena;
+    let mut rng = Rng(seed);
+    let mut model: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut seeds: BTreeMap<usize, u8> = BTreeMap::new();
+    let mut lazy_seen = 0;
+    for step in 0..plan.steps {
+        let op = rng.below(10);
+        if op < 5 || model.is_empty() {
+            let n = (plan.size)(&mut rng);
+            let align = (plan.align)(&mut rng);
+            let g = a.alloc(n, align).unwrap();
+            assert_eq!(a.addr(g) % (align * GRANULE), 0);
+            let s = (rng.next() & 0xff) as u8;
+            fill(a, g, n, s);
+            model.insert(g, n);
+            seeds.insert(g, s);
+        } else {
+            let idx = rng.below(model.len() as u64) as usize;
+            let (&g, &n) = model.iter().nth(idx).unwrap();
+            verify(a, g, n, seeds[&g]);
+            match op {
+                5..=7 => {
+                    a.free_block(g, n);
+                    model.remove(&g);
+                    seeds.remove(&g);
+                }
+                8 => {
+                    let m = n + (plan.grow_by)(&mut rng);
+                    if a.grow_in_place(g, n, m) {
                         model.insert(g, m);
+                        fill(a, g, m, seeds[&g]);
                     }
                 }
-            }
-            if step % 97 == 0 {
-                check(a, &model);
+                _ => {
+                    let m = 1 + rng.below(n as u64) as usize;
+                    a.shrink_in_place(g, n, m);
+                    model.insert(g, m);
+                }
             }
         }
-        check(a, &model);
-        for (&g, &n) in &model {
-            verify(a, g, n, seeds[&g]);
+        lazy_seen = lazy_seen.max(lazy_count(a));
+        if step % plan.check_every == 0 {
+            check(a, &model);
         }
+    }
+    check(a, &model);
+    for (&g, &n) in &model {
+        verify(a, g, n, seeds[&g]);
+        a.free_block(g, n);
+    }
+    check(a, &BTreeMap::new());
+    assert_eq!(lazy_count(a), 0);
+    lazy_seen
+}
+
+#[test]
+fn model_random_operations() {
+    let plan = ModelPlan {
+        arena_bytes: 64 << 20,
+        steps: 6000,
+        check_every: 97,
+        size: |rng| match rng.below(20) {
+            0 => 1 + rng.below(20_000) as usize,
+            1..=4 => 1 + rng.below(300) as usize,
+            _ => 1 + rng.below(16) as usize,
+        },
+        align: |rng| if rng.below(10) == 0 { 1 << rng.below(10) } else { 1 },
+        grow_by: |rng| 1 + rng.below(64) as usize,
+    };
+    for seed in [1u64, 2, 3, 0xdead_beef] {
+        run_model(seed, &plan);
     }
 }
 
+#[test]
+fn model_random_operations_with_large_blocks() {
+    let plan = ModelPlan {
+        arena_bytes: 512 << 20,
+        steps: 1500,
+        check_every: 50,
+        size: |rng| match rng.below(10) {
+            0..=2 => LAZY_MIN_GRANULES + rng.below(40 * CHUNK_GRANULES as u64) as usize,
+            3..=4 => 1 + rng.below(5000) as usize,
+            _ => 1 + rng.below(64) as usize,
+        },
+        align: |rng| if rng.below(8) == 0 { 1 << rng.below(14) } else { 1 },
+        grow_by: |rng| 1 + rng.below(3 * CHUNK_GRANULES as u64) as usize,
+    };
+    for seed in [5u64, 6] {
+        assert!(run_model(seed, &plan) > 0, "no large block left lazy chunks");
+    }
+}
 
 #[test]
 fn aligned_allocation_sequences_stay_consistent() {
@@ -609,71 +658,4 @@ fn shrinking_and_growing_a_block_with_lazy_chunks() {
     model.remove(&g);
     check(a, &model);
     assert_eq!(lazy_count(a), 0);
-}
-
-#[test]
-fn model_random_operations_with_large_blocks() {
-    for seed in [5u64, 6] {
-        let mut t = TestArena::new(512 << 20);
-        let a = &mut t.arena;
-        let mut rng = Rng(seed);
-        let mut model: BTreeMap<usize, usize> = BTreeMap::new();
-        let mut seeds: BTreeMap<usize, u8> = BTreeMap::new();
-        let mut lazy_seen = 0;
-        for step in 0..1500 {
-            let op = rng.below(10);
-            if op < 5 || model.is_empty() {
-                let n = match rng.below(10) {
-                    0..=2 => LAZY_MIN_GRANULES + rng.below(40 * CHUNK_GRANULES as u64) as usize,
-                    3..=4 => 1 + rng.below(5000) as usize,
-                    _ => 1 + rng.below(64) as usize,
-                };
-                let align = if rng.below(8) == 0 { 1 << rng.below(14) } else { 1 };
-                let g = a.alloc(n, align).unwrap();
-                assert_eq!(a.addr(g) % (align * GRANULE), 0);
-                let s = (rng.next() & 0xff) as u8;
-                // Large blocks: only their ends, as a program that touches little.
-                if n > 4096 {
-                    fill(a, g, 64, s);
-                    fill(a, g + n - 64, 64, s);
-                } else {
-                    fill(a, g, n, s);
-                }
-                model.insert(g, n);
-                seeds.insert(g, s);
-            } else {
-                let idx = rng.below(model.len() as u64) as usize;
-                let (&g, &n) = model.iter().nth(idx).unwrap();
-                match op {
-                    5..=7 => {
-                        a.free_block(g, n);
-                        model.remove(&g);
-                        seeds.remove(&g);
-                    }
-                    8 => {
-                        let m = n + 1 + rng.below(3 * CHUNK_GRANULES as u64) as usize;
-                        if a.grow_in_place(g, n, m) {
-                            model.insert(g, m);
-                        }
-                    }
-                    _ => {
-                        let m = 1 + rng.below(n as u64) as usize;
-                        a.shrink_in_place(g, n, m);
-                        model.insert(g, m);
-                    }
-                }
-            }
-            lazy_seen = lazy_seen.max(lazy_count(a));
-            if step % 50 == 0 {
-                check(a, &model);
-            }
-        }
-        check(a, &model);
-        assert!(lazy_seen > 0, "no large block left lazy chunks");
-        for (&g, &n) in model.clone().iter() {
-            a.free_block(g, n);
-        }
-        check(a, &BTreeMap::new());
-        assert_eq!(lazy_count(a), 0);
-    }
 }
