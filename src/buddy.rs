@@ -1441,8 +1441,9 @@ impl Arena {
         // The chunks the large block will cover wholly after its first stay lazy.
         let lazy = huge.and_then(|(n, align)| {
             let at = self.align_up(place, align);
+            let end = at.checked_add(n).filter(|&e| e <= new_top)?;
             let lo = core::cmp::max((at + 1).div_ceil(CHUNK_GRANULES), first_new);
-            let hi = at.checked_add(n)?.min(new_top) >> CHUNK_SHIFT;
+            let hi = end >> CHUNK_SHIFT;
             (lo < hi).then_some(lo..hi)
         });
         for c in first_new..last {

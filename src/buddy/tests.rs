@@ -86,6 +86,18 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
     }
     assert_eq!(expect_next, a.top());
     assert_eq!(live as u64, a.stats.live_granules);
+    // A lazy chunk lies inside one live block that starts in an earlier chunk, and its
+    // reserved metadata block is live.
+    for c in 0..a.top().div_ceil(CHUNK_GRANULES) {
+        let m = a.dir(c).meta.load(Relaxed);
+        if m & LAZY_BIT == 0 {
+            continue;
+        }
+        let g0 = c << CHUNK_SHIFT;
+        let (b, n, state) = all[all.partition_point(|&(b, _, _)| b <= g0) - 1];
+        assert!(state == 1 && b < g0 && b + n >= g0 + CHUNK_GRANULES, "lazy chunk {c} in block {b}+{n} ({state})");
+        assert!(metas.contains(&((m & !LAZY_BIT) as usize - 1)), "lazy chunk {c}: no reserved metadata");
+    }
     for (&g, &n) in model {
         assert!(a.test(Plane::Start, g) && a.test(Plane::Alloc, g));
         assert_eq!(a.live_end(g), g + n);
