@@ -22,6 +22,8 @@ CASES = [
     ("double_free_reused",   "double free",       "malloc"),
     ("interior16",           "interior pointer",  "free"),
     ("interior8",            "interior pointer",  "free"),
+    ("interior_large",       "interior pointer",  "free"),
+    ("use_after_free_large", "use after free",    "realloc"),
     ("stack",                "invalid pointer",   "free"),
     ("wild",                 "invalid pointer",   "free"),
     ("mmap",                 "invalid pointer",   "free"),

@@ -15,6 +15,9 @@
  *   double_free_reused    the same, then three malloc(64): found before p is
  *                         handed out a second time
  *   interior16/interior8  free(p + 16) / free(p + 8) of a live 64-byte block
+ *   interior_large        free(p + 4 MiB) of a live 8 MiB block (inside chunks
+ *                         whose metadata is not written yet)
+ *   use_after_free_large  realloc(p + 4 MiB) after free(p) of an 8 MiB block
  *   stack                 free() of a stack address
  *   wild                  free((void *)0x12345670)
  *   mmap / mmap_page      free() of a pointer into the program's own private
@@ -79,6 +82,20 @@ int main(int argc, char **argv)
         char *bad = p + (strcmp(w, "interior16") ? 8 : 16);
         announce(bad);
         free(bad);
+    } else if (!strcmp(w, "interior_large")) {
+        char *p = malloc(8u << 20);
+        p[0] = 1;
+        char *bad = p + (4u << 20);
+        announce(bad);
+        free(bad);
+    } else if (!strcmp(w, "use_after_free_large")) {
+        char *p = malloc(8u << 20);
+        char *keep = malloc(64); /* above it: the free leaves a hole, not a trim */
+        keep[0] = 1;
+        free(p);
+        char *bad = p + (4u << 20);
+        announce(bad);
+        bad = realloc(bad, 100);
     } else if (!strcmp(w, "stack")) {
         char buf[256] __attribute__((aligned(16)));
         memset(buf, 0, sizeof buf);
