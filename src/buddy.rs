@@ -1214,7 +1214,7 @@ impl Arena {
         }
         let clean = if discard {
             let (a, b) = (lo.max(lazy.start << CHUNK_SHIFT), hi.min(lazy.end << CHUNK_SHIFT));
-            self.release_pages_if_allowed(a, b)
+            self.release_whole_pages(a, b)
         } else {
             0
         };
@@ -1235,15 +1235,6 @@ impl Arena {
         clean
     }
 
-    /// Gives the whole pages of `[g, end)` back to the kernel where the arena may;
-    /// returns the bytes released.
-    fn release_pages_if_allowed(&mut self, g: usize, end: usize) -> usize {
-        if self.source == (Source::Fixed { release: false }) {
-            return 0;
-        }
-        self.release_whole_pages(g, end)
-    }
-
     /// Frees the live block `[g, g+n)` (user or internal) into the buddy system.
     /// Frees the live granules `[g, g+n)`. Granules that were not live mean the caller
     /// freed memory twice: that is reported (by address) and the process stopped.
@@ -1261,9 +1252,12 @@ impl Arena {
         self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean, true);
     }
 
-    /// Gives the whole pages inside granules `[g, end)` back to the kernel (madvise);
-    /// returns the bytes released.
+    /// Gives the whole pages inside granules `[g, end)` back to the kernel (madvise),
+    /// where the arena's source allows it; returns the bytes released.
     fn release_whole_pages(&mut self, g: usize, end: usize) -> usize {
+        if self.source == (Source::Fixed { release: false }) {
+            return 0;
+        }
         let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);
         let hi = self.addr(end) & !(sys::PAGE - 1);
         if hi > lo && sys::release_pages(lo, hi - lo) {
