@@ -343,7 +343,7 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
     if b.n >= DISCARD_MIN_GRANULES {
         // (Counted as the free it replaces.)
-        count_free(cache::current().as_deref_mut());
+        count_free(cache::current());
         sys::keep_errno(|| free_locked(b.addr, b.n, "realloc", Contents::Discarded));
     } else {
         free(p);
