@@ -269,6 +269,8 @@ fn top_release_pays(arena: &Arena, g: usize) -> bool {
 enum Contents {
     Kept,
     Discarded,
+    /// Its whole pages went back to the kernel already (`copy_releasing`).
+    Released,
 }
 
 fn free_locked(addr: usize, n: usize, func: &str, contents: Contents) {
@@ -285,6 +287,7 @@ fn free_locked(addr: usize, n: usize, func: &str, contents: Contents) {
     match contents {
         Contents::Kept => arena.free_block(g, n),
         Contents::Discarded => arena.free_block_discarded(g, n),
+        Contents::Released => arena.free_block_released(g, n),
     }
 }
 
@@ -339,13 +342,19 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if q.is_null() {
         return q;
     }
-    // SAFETY: both blocks are live and distinct; the old one holds n granules.
-    unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
-    if b.n >= DISCARD_MIN_GRANULES {
+    if b.n >= DISCARD_MIN_GRANULES && b.arena.may_release_pages() {
+        sys::keep_errno(|| copy_releasing(b.addr, q as usize, b.n << GRANULE_SHIFT));
         // (Counted as the free it replaces.)
+        count_free(cache::current());
+        sys::keep_errno(|| free_locked(b.addr, b.n, "realloc", Contents::Released));
+    } else if b.n >= DISCARD_MIN_GRANULES {
+        // SAFETY: both blocks are live and distinct; the old one holds n granules.
+        unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
         count_free(cache::current());
         sys::keep_errno(|| free_locked(b.addr, b.n, "realloc", Contents::Discarded));
     } else {
+        // SAFETY: as above.
+        unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
         free(p);
     }
     q
@@ -354,6 +363,33 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 /// A block a realloc moves away from gives its pages back at once from this size on
 /// (glibc serves blocks from 128 KiB on with mmap and moves them with mremap).
 const DISCARD_MIN_GRANULES: usize = (128 << 10) >> GRANULE_SHIFT;
+
+/// A large block is copied in steps of this many bytes, each step's source pages given
+/// back before the next: copied whole, both copies were resident at once (an array
+/// doubled by realloc peaked at three times its old size: GNU ls's 2.6 MB array grown
+/// to 5.3 MB cost 1 MB of peak RSS over glibc, which moves it with mremap).
+const COPY_STEP: usize = 256 << 10;
+
+/// Copies `len` bytes from the live block at `from` (which the caller then frees) to
+/// the distinct live block at `to`, giving back the source's whole pages as it goes.
+fn copy_releasing(from: usize, to: usize, len: usize) {
+    let released_from = (from + sys::PAGE - 1) & !(sys::PAGE - 1);
+    let mut done = 0;
+    while done < len {
+        let step = core::cmp::min(COPY_STEP, len - done);
+        // SAFETY: both ranges lie inside their blocks (len is the source's size, the
+        // destination is at least as large) and the blocks are distinct.
+        unsafe { ptr::copy_nonoverlapping((from + done) as *const u8, (to + done) as *mut u8, step) };
+        done += step;
+        // The source's whole pages copied so far: its data is dead (the block is freed
+        // right after), and no other block shares a whole page inside it.
+        let lo = released_from.max((from + done - step) & !(sys::PAGE - 1));
+        let hi = (from + done) & !(sys::PAGE - 1);
+        if hi > lo {
+            sys::release_pages(lo, hi - lo);
+        }
+    }
+}
 
 /// Allocates zeroed memory for `count * size` bytes; null on overflow. Small blocks come
 /// from the thread cache and are cleared; a larger one taken from memory the heap has

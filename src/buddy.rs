@@ -1252,10 +1252,24 @@ impl Arena {
         self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean, true);
     }
 
+    /// Frees the live block `[g, g+n)` whose whole pages the caller gave back to the
+    /// kernel already (only if `may_release_pages`).
+    pub fn free_block_released(&mut self, g: usize, n: usize) {
+        let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);
+        let hi = self.addr(g + n) & !(sys::PAGE - 1);
+        let clean = hi.saturating_sub(lo);
+        self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean, true);
+    }
+
+    /// Whether pages this arena's blocks give up may go back to the kernel (madvise).
+    pub fn may_release_pages(&self) -> bool {
+        self.source != (Source::Fixed { release: false })
+    }
+
     /// Gives the whole pages inside granules `[g, end)` back to the kernel (madvise),
     /// where the arena's source allows it; returns the bytes released.
     fn release_whole_pages(&mut self, g: usize, end: usize) -> usize {
-        if self.source == (Source::Fixed { release: false }) {
+        if !self.may_release_pages() {
             return 0;
         }
         let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);

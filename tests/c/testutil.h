@@ -9,8 +9,9 @@
  *   (only the first 50 are printed).
  * - finish(): prints "failures=N" and returns the exit status (0 = all ok).
  * - A fixed-seed xorshift64* PRNG so every run is reproducible.
- * - rss_anon_bytes(): RssAnon from /proc/self/status, read with open/read
- *   into a stack buffer so that measuring does not allocate.
+ * - rss_anon_bytes(), status_bytes("VmHWM:"): a field of /proc/self/status,
+ *   read with open/read into a stack buffer so that measuring does not
+ *   allocate; reset_peak_rss() restarts VmHWM (/proc/self/clear_refs).
  * - fill_pat()/check_pat(): a pattern derived from a key (normally the block
  *   address) to detect blocks that overlap or get corrupted.
  */
@@ -119,8 +120,8 @@ static struct rng tu_rng = { 0x9E3779B97F4A7C15ULL };
 static inline uint64_t rng_next(void) { return rng_next_r(&tu_rng); }
 static inline uint64_t rng_range(uint64_t lo, uint64_t hi) { return rng_range_r(&tu_rng, lo, hi); }
 
-/* ---- RssAnon without allocating ---- */
-static inline long rss_anon_bytes(void)
+/* ---- /proc/self/status fields without allocating ---- */
+static inline long status_bytes(const char *field)
 {
     char buf[8192];
     size_t n = 0;
@@ -137,16 +138,32 @@ static inline long rss_anon_bytes(void)
     }
     close(fd);
     buf[n] = 0;
-    char *p = strstr(buf, "RssAnon:");
+    char *p = strstr(buf, field);
     if (!p)
         return -1;
-    p += 8;
+    p += strlen(field);
     while (*p == ' ' || *p == '\t')
         p++;
     long kb = 0;
     while (*p >= '0' && *p <= '9')
         kb = kb * 10 + (*p++ - '0');
     return kb * 1024;
+}
+
+static inline long rss_anon_bytes(void)
+{
+    return status_bytes("RssAnon:");
+}
+
+/* Makes VmHWM start again from the current resident set (Linux 4.0+). */
+static inline int reset_peak_rss(void)
+{
+    int fd = open("/proc/self/clear_refs", O_WRONLY);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, "5", 1) == 1;
+    close(fd);
+    return ok ? 0 : -1;
 }
 
 /* ---- address-derived patterns ----
