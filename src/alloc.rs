@@ -98,7 +98,7 @@ fn malloc_locked(size: usize) -> *mut u8 {
 }
 
 /// Allocates `n` granules (for `size` bytes) when the small-block cache cannot: from the
-/// mid-size cache, else from the heap (a mid-size request rounded up to its class).
+/// mid-size cache, else from the heap.
 /// Returns the address and whether the block is known to be zero.
 fn alloc_beyond_small(size: usize, n: usize) -> Option<(usize, bool)> {
     let mut tc = cache::current();
@@ -324,9 +324,9 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         }
         return p;
     }
-    // A mid-size block grows to its class size, as a new block of that size would be
-    // given: a block grown a few bytes at a time (a string appended to) then needs the
-    // lock once per class step instead of once per granule.
+    // A mid-size block grows to its class size: a block grown a few bytes at a time (a
+    // string appended to) then needs the lock once per class step instead of once per
+    // granule.
     let roomy = if m > CLASSES && m <= MID_MAX_GRANULES { cache::mid_rounded(m) } else { m };
     let grown = {
         let mut h = HEAP.lock();

@@ -141,8 +141,12 @@ const FIT_CLASSES: usize = (usize::BITS - RUN_MAX.leading_zeros()) as usize;
 fn fit_class(n: usize) -> usize {
     (usize::BITS - 1 - n.min(RUN_MAX).leading_zeros()) as usize
 }
-/// Largest block a thread cache holds (`cache::CLASSES` is this).
+/// Largest block the free fast path hands to a thread cache's small-block lists
+/// (`cache::CLASSES` is this).
 pub const CACHEABLE_GRANULES: usize = 64;
+/// Largest block a thread cache holds at all (its mid-size lists; `cache::MID_MAX_GRANULES`
+/// is this): a chunk, so a cached block lies in at most two chunks.
+pub const CACHED_MAX_GRANULES: usize = CHUNK_GRANULES;
 /// Requests of at least this many granules may be placed across free blocks at the top.
 const LARGE_GRANULES: usize = CHUNK_GRANULES;
 const PAGE_GRANULES: usize = sys::PAGE / GRANULE;
@@ -317,10 +321,14 @@ impl Arena {
     /// The start of the thread-cached block that ends at `g`, if one does. Call with
     /// the lock held.
     pub fn cached_block_ending_at(&self, g: usize) -> Option<usize> {
-        // Cached blocks are small, so they lie within one chunk: the start is the last
-        // start bit below g there.
-        let s = self.start_in_chunk(g.checked_sub(1)?)?;
-        if g - s > CACHEABLE_GRANULES || !self.test(Plane::Alloc, s) || self.live_end(s) != g {
+        // A cached block is at most a chunk long: it starts at the last start bit below
+        // g in g-1's chunk or, when that chunk has none there, in the chunk before.
+        let last = g.checked_sub(1)?;
+        let s = match self.start_in_chunk(last) {
+            Some(s) => s,
+            None => self.start_in_chunk((last & !(CHUNK_GRANULES - 1)).checked_sub(1)?)?,
+        };
+        if g - s > CACHED_MAX_GRANULES || !self.test(Plane::Alloc, s) || self.live_end(s) != g {
             return None;
         }
         let addr = self.addr(s);

@@ -11,8 +11,8 @@
 //!   buddy.
 //! * Each list is LIFO (the most recently freed block of a size is the next one handed
 //!   out) and `counts[n]` nodes long, at most `limits[n]`; the last node links to null.
-//! * `cached` is the granules on all lists (mid-size blocks at their class size), at
-//!   most `budget` after any push.
+//! * `cached` is the granules on all lists (mid-size blocks at their list's class
+//!   size), at most `budget` after any push.
 //! * Only the owning thread touches a cache's lists; other threads read its counters
 //!   (atomics written by the owner only) when statistics are gathered under the heap lock.
 //! * Every live cache is on the list rooted at `REGISTRY.head` (guarded by the heap lock).
@@ -104,7 +104,7 @@ pub struct ThreadCache {
     /// at once: 1/256 of this, up to `REFILL_MAX_BYTES` (and `REFILL_MAX_BLOCKS`), so
     /// what it may leave cached unused stays a small fraction of what it took.
     refill_volume: [u32; CLASSES + 1],
-    /// Granules on all lists (mid-size blocks at their class size): kept by push and
+    /// Granules on all lists (mid-size blocks at their list's class size): kept by push and
     /// pop, recounted by the slow paths. At most `budget` after a push.
     cached: usize,
     /// Most granules this thread may keep cached, all lists together: an eighth of the
@@ -116,6 +116,14 @@ pub struct ThreadCache {
     pub counters: Counters,
     next: *mut ThreadCache,
     prev: *mut ThreadCache,
+}
+
+/// The first 24 bytes of a cached mid-size block: the list header, then the block's
+/// length (a mid-size list holds blocks of several lengths).
+#[repr(C)]
+struct MidHeader {
+    list: CachedHeader,
+    granules: usize,
 }
 
 /// A cache takes whole cache lines (64 bytes, 4 granules), so that no other thread's
@@ -164,12 +172,15 @@ pub fn registry(_locked: &mut Heap) -> &'static mut Registry {
 
 const DEAD: *mut ThreadCache = 1 as *mut ThreadCache;
 
-/// Mid-size blocks (65 to 4096 granules, up to 64 KiB) are cached by size class: eight
-/// classes per doubling, 72, 80, ... 128, 144, ... 4096 granules. A request is served
-/// from the class of the smallest size at least as large (so a block a mid-size
-/// request gets from the heap is rounded up to its class size), and a freed block goes
-/// to the class of the largest size it can hold. List `MID_BASE + c` holds class `c`.
-pub const MID_MAX_GRANULES: usize = 4096;
+/// Mid-size blocks (72 to 4096 granules, up to 64 KiB) are cached by size class: eight
+/// classes per doubling, 72, 80, ... 128, 144, ... 4096 granules. List `MID_BASE + c`
+/// holds the blocks from class `c`'s size up to the next class's, each with its length
+/// in its third word (`MidHeader`). A request takes a block of its own size from the
+/// heap (65 to 71 granules: 72), not its class size: rounding up cost up to 1/8 of
+/// every mid-size block (Python's parser asks for 8,224-byte arena blocks, which became
+/// 9,216). It is served from the list of the largest class size at most its own if the
+/// newest block there is long enough, else from the next list, whose every block is.
+pub const MID_MAX_GRANULES: usize = crate::buddy::CACHED_MAX_GRANULES;
 pub const MID_MIN_GRANULES: usize = 72;
 const MID_CLASSES: usize = 48;
 const MID_BASE: usize = CLASSES + 1;
@@ -184,7 +195,7 @@ const fn mid_size(c: usize) -> usize {
 /// The class of a request of `n` granules (`CLASSES < n <= MID_MAX_GRANULES`): the
 /// smallest class size `>= n`.
 #[inline]
-pub fn mid_class_for_request(n: usize) -> usize {
+fn mid_class_for_request(n: usize) -> usize {
     let k = (usize::BITS - 1 - (n - 1).leading_zeros()) as usize; // 2^k < n <= 2^(k+1)
     let step = 1 << (k - 3);
     let j = (n - (1 << k)).div_ceil(step); // 1..=8
@@ -454,17 +465,33 @@ impl ThreadCache {
     /// Pops a block for a mid-size request of `n` granules, if one is cached.
     #[inline]
     pub fn pop_mid(&mut self, n: usize) -> Option<usize> {
-        let i = MID_BASE + mid_class_for_request(n);
-        self.pop_list(i, LIST_GRANULES[i] as usize)
+        if n < MID_MIN_GRANULES {
+            return self.pop_list(MID_BASE, LIST_GRANULES[MID_BASE] as usize);
+        }
+        let c = mid_class_for_block(n);
+        let i = MID_BASE + c;
+        let h = self.heads[i];
+        // SAFETY: a list node is a cached mid-size block with its `MidHeader` (a write
+        // after free can only change which list is tried: `pop_list` checks the tag).
+        if !h.is_null() && unsafe { (*(h as *const MidHeader)).granules } >= n {
+            return self.pop_list(i, LIST_GRANULES[i] as usize);
+        }
+        if c + 1 < MID_CLASSES {
+            return self.pop_list(i + 1, LIST_GRANULES[i + 1] as usize);
+        }
+        None
     }
 
     /// The granules a mid-size request of `n` is given when it comes from the heap (the
-    /// cache had none): that counts as the class's refill.
+    /// cache had none): that counts as its list's refill.
     #[inline]
     pub fn mid_missed(&mut self, n: usize) -> usize {
-        let c = mid_class_for_request(n);
-        self.refilled[MID_BASE + c] = true;
-        mid_size(c)
+        if n < MID_MIN_GRANULES {
+            self.refilled[MID_BASE] = true;
+            return MID_MIN_GRANULES;
+        }
+        self.refilled[MID_BASE + mid_class_for_block(n)] = true;
+        n
     }
 
     /// Parks the live mid-size block at `addr` (`n` granules, `MID_MIN_GRANULES` to
@@ -472,6 +499,8 @@ impl ThreadCache {
     #[inline]
     pub fn push_mid(&mut self, addr: usize, n: usize) {
         let i = MID_BASE + mid_class_for_block(n);
+        // SAFETY: the block is live, the caller's to give up, and over 1 KiB long.
+        unsafe { (*(addr as *mut MidHeader)).granules = n };
         self.push_list(addr, i, LIST_GRANULES[i] as usize);
     }
 
@@ -719,7 +748,7 @@ fn give_back(h: &mut Heap, key: u64, n: usize, mut cur: *mut CachedHeader, count
         let blocks = &mut batch[..k];
         blocks.sort_unstable();
         if n >= MID_BASE {
-            // Mid-size blocks are at least their class size: each is freed whole, its
+            // Mid-size blocks have several lengths: each is freed whole, its
             // length read from the bitmaps.
             for (i, &addr) in blocks.iter().enumerate() {
                 if i > 0 && blocks[i - 1] == addr {
@@ -910,6 +939,37 @@ mod tests {
             assert!(mid_size(c) >= n, "request {n}: class {c} of {}", mid_size(c));
             assert!(c == 0 || mid_size(c - 1) < n, "request {n}: class {c} is not the smallest");
         }
+    }
+
+    /// An empty cache whose lists never reach a limit in these tests (a flush would
+    /// give the test's blocks to the process heap).
+    fn roomy_cache() -> ThreadCache {
+        // SAFETY: zero is a valid empty cache (as `create` makes one).
+        let mut tc: ThreadCache = unsafe { core::mem::zeroed() };
+        tc.limits = LIMITS;
+        tc.budget = usize::MAX;
+        tc
+    }
+
+    #[test]
+    fn a_mid_request_takes_a_cached_block_only_if_it_is_long_enough() {
+        let mut tc = roomy_cache();
+        let mut mem = vec![[0u128; 1024]; 2];
+        let (a, b) = (mem[0].as_mut_ptr() as usize, mem[1].as_mut_ptr() as usize);
+        // 514 granules (Python's 8,224-byte parser blocks): the list of 512 to 575.
+        tc.push_mid(a, 514);
+        assert_eq!(tc.pop_mid(514), Some(a), "a block of the request's own length");
+        tc.push_mid(a, 513);
+        assert_eq!(tc.pop_mid(514), None, "one granule short, and the next list is empty");
+        tc.push_mid(b, 600);
+        assert_eq!(tc.pop_mid(514), Some(b), "the next list's blocks (576 to 639) all fit");
+        assert_eq!(tc.pop_mid(513), Some(a));
+        // 65 to 71 granules: below the first class, served by it (72 to 79).
+        tc.push_mid(a, 72);
+        assert_eq!(tc.pop_mid(65), Some(a));
+        assert_eq!(tc.mid_missed(65), MID_MIN_GRANULES);
+        assert_eq!(tc.mid_missed(514), 514, "taken from the heap at its own length");
+        assert_eq!((tc.pop_mid(514), tc.cached), (None, 0));
     }
 
     #[test]

@@ -135,11 +135,12 @@ def test_fragmentation_ratio(build, run, report):
 # 4 ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("order,size", [("forward", 64), ("forward", 1000), ("random", 1000),
-                                        ("forward", 3000), ("random", 3000)])
+                                        ("forward", 3000), ("random", 3000), ("random", 3072)])
 def test_memory_returned_after_free_all(build, run, report, order, size):
-    """65,536 blocks of 64 or 1000 bytes (or 22,369 of 3000: mid-size, cached by
-    size class) allocated then all freed: under 1 MiB of RssAnon left above the
-    starting level."""
+    """65,536 blocks of 64 or 1000 bytes (or 22,369 of 3000, 21,845 of 3072: mid-size,
+    cached by size class) allocated then all freed: under 1 MiB of RssAnon left above
+    the starting level. (random-3072 left 66 MiB while the check for a cached block at
+    the top of the heap only recognised blocks up to 1 KiB.)"""
     kv, info = measure(run, build("mem_free_all.c"), [order, size])
     left = int(kv["left"])
     report(f"free-all ({order}, {size} B): {left} bytes of RssAnon left")

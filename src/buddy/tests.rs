@@ -369,6 +369,43 @@ fn freeing_everything_gives_the_memory_back() {
     assert!(a.top() * GRANULE <= 64 << 10, "top stayed at {} bytes", a.top() * GRANULE);
 }
 
+/// Marks the live block at `g` as thread-cached (its tag in its first word).
+fn tag_cached(a: &Arena, g: usize) {
+    let addr = a.addr(g);
+    // SAFETY: g starts a live block of the test arena.
+    unsafe { (addr as *mut u64).write(a.cached_tag(addr)) };
+}
+
+#[test]
+fn cached_blocks_of_every_cached_length_are_seen_below_the_top() {
+    let mut t = TestArena::new(16 << 20);
+    let a = &mut t.arena;
+    // Four chunks with their metadata in place, so that nothing below grows the heap.
+    let room = a.alloc(3 * CHUNK_GRANULES, 1).unwrap();
+    let _guard = a.alloc(1, 1).unwrap();
+    a.free_block(room, 3 * CHUNK_GRANULES);
+    // A user block, then cached ones: small, mid-size (3,000 bytes) and one that
+    // runs from its chunk into the next (a block grown in place across the boundary).
+    let user = a.alloc(40, 1).unwrap();
+    let small = a.alloc(30, 1).unwrap();
+    let mid = a.alloc(188, 1).unwrap();
+    let fill = CHUNK_GRANULES - (mid + 188) % CHUNK_GRANULES - 100;
+    let filler = a.alloc(fill, 1).unwrap();
+    let cross = a.alloc(100, 1).unwrap();
+    assert_eq!(cross + 100, (cross / CHUNK_GRANULES + 1) * CHUNK_GRANULES, "ends at its chunk's end");
+    assert!(a.grow_in_place(cross, 100, 1500), "grown across the chunk boundary");
+    for (g, n) in [(small, 30), (mid, 188), (cross, 1500)] {
+        assert_eq!(a.cached_block_ending_at(g + n), None, "not cached yet: {n} granules");
+        tag_cached(a, g);
+        assert_eq!(a.cached_block_ending_at(g + n), Some(g), "cached block of {n} granules");
+    }
+    assert_eq!(a.cached_block_ending_at(filler + fill), None, "user block");
+    // Freeing the filler leaves free, cached, free, cached back to back down to the
+    // user block: the tail could reach down to its end.
+    a.free_block(filler, fill);
+    assert_eq!(a.reclaimable_start(cross + 1500), user + 40);
+}
+
 #[test]
 fn topmost_free_lowers_the_top() {
     let mut t = TestArena::new(16 << 20);
