@@ -892,7 +892,7 @@ pub fn in_use_bytes(h: &Heap, cached: usize, caches: usize) -> usize {
 fn little_left_in_use(h: &mut Heap) -> Option<usize> {
     // Only worth it when a cached block holds the top up; tested first, as it costs
     // one block's header where the rest walks every thread's cache.
-    h.brk.cached_block_ending_at(h.brk.hi_live())?;
+    h.brk.cached_block_ending_at(h.brk.hi_live(), crate::buddy::CACHED_MAX_GRANULES)?;
     let held = h.held_bytes();
     let reg = registry(h);
     let (cached, caches) = cached_and_caches(reg);

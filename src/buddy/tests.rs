@@ -395,15 +395,16 @@ fn cached_blocks_of_every_cached_length_are_seen_below_the_top() {
     assert_eq!(cross + 100, (cross / CHUNK_GRANULES + 1) * CHUNK_GRANULES, "ends at its chunk's end");
     assert!(a.grow_in_place(cross, 100, 1500), "grown across the chunk boundary");
     for (g, n) in [(small, 30), (mid, 188), (cross, 1500)] {
-        assert_eq!(a.cached_block_ending_at(g + n), None, "not cached yet: {n} granules");
+        assert_eq!(a.cached_block_ending_at(g + n, CACHED_MAX_GRANULES), None, "not cached yet: {n} granules");
         tag_cached(a, g);
-        assert_eq!(a.cached_block_ending_at(g + n), Some(g), "cached block of {n} granules");
+        assert_eq!(a.cached_block_ending_at(g + n, CACHED_MAX_GRANULES), Some(g), "cached block of {n} granules");
     }
-    assert_eq!(a.cached_block_ending_at(filler + fill), None, "user block");
-    // Freeing the filler leaves free, cached, free, cached back to back down to the
-    // user block: the tail could reach down to its end.
+    assert_eq!(a.cached_block_ending_at(mid + 188, CACHEABLE_GRANULES), None, "longer than asked for");
+    assert_eq!(a.cached_block_ending_at(filler + fill, CACHED_MAX_GRANULES), None, "user block");
+    // The walk below a freed top block steps over free and small cached blocks only.
     a.free_block(filler, fill);
-    assert_eq!(a.reclaimable_start(cross + 1500), user + 40);
+    assert_eq!(a.reclaimable_start(cross + 1500), cross + 1500, "a mid-size cached block stops it");
+    assert_eq!(a.reclaimable_start(mid), user + 40, "over the small cached block to the user's");
 }
 
 #[test]
