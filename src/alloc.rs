@@ -264,12 +264,10 @@ fn top_release_pays(arena: &Arena, g: usize) -> bool {
     (arena.top() - start) << GRANULE_SHIFT >= arena.trim_threshold()
 }
 
-/// What a block being freed still holds: the program's data, or nothing worth its
-/// pages (a realloc copied it away), which then go back to the kernel at once.
+/// What a block being freed still holds: the program's data, or nothing (a realloc
+/// copied it away and gave its whole pages back to the kernel: `copy_releasing`).
 enum Contents {
     Kept,
-    Discarded,
-    /// Its whole pages went back to the kernel already (`copy_releasing`).
     Released,
 }
 
@@ -286,7 +284,6 @@ fn free_locked(addr: usize, n: usize, func: &str, contents: Contents) {
     }
     match contents {
         Contents::Kept => arena.free_block(g, n),
-        Contents::Discarded => arena.free_block_discarded(g, n),
         Contents::Released => arena.free_block_released(g, n),
     }
 }
@@ -342,18 +339,15 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if q.is_null() {
         return q;
     }
-    if b.n >= DISCARD_MIN_GRANULES && b.arena.may_release_pages() {
+    if b.n >= DISCARD_MIN_GRANULES {
+        // (Every arena of the process heap, the break and the fallback mappings, lets
+        // pages go back to the kernel.)
         sys::keep_errno(|| copy_releasing(b.addr, q as usize, b.n << GRANULE_SHIFT));
         // (Counted as the free it replaces.)
         count_free(cache::current());
         sys::keep_errno(|| free_locked(b.addr, b.n, "realloc", Contents::Released));
-    } else if b.n >= DISCARD_MIN_GRANULES {
-        // SAFETY: both blocks are live and distinct; the old one holds n granules.
-        unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
-        count_free(cache::current());
-        sys::keep_errno(|| free_locked(b.addr, b.n, "realloc", Contents::Discarded));
     } else {
-        // SAFETY: as above.
+        // SAFETY: both blocks are live and distinct; the old one holds n granules.
         unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
         free(p);
     }
@@ -373,7 +367,8 @@ const COPY_STEP: usize = 256 << 10;
 /// Copies `len` bytes from the live block at `from` (which the caller then frees) to
 /// the distinct live block at `to`, giving back the source's whole pages as it goes.
 fn copy_releasing(from: usize, to: usize, len: usize) {
-    let released_from = (from + sys::PAGE - 1) & !(sys::PAGE - 1);
+    // The source's whole pages are released up to here.
+    let mut released = sys::whole_pages(from, from + len).0;
     let mut done = 0;
     while done < len {
         let step = core::cmp::min(COPY_STEP, len - done);
@@ -383,10 +378,10 @@ fn copy_releasing(from: usize, to: usize, len: usize) {
         done += step;
         // The source's whole pages copied so far: its data is dead (the block is freed
         // right after), and no other block shares a whole page inside it.
-        let lo = released_from.max((from + done - step) & !(sys::PAGE - 1));
-        let hi = (from + done) & !(sys::PAGE - 1);
-        if hi > lo {
-            sys::release_pages(lo, hi - lo);
+        let (_, hi) = sys::whole_pages(released, from + done);
+        if hi > released {
+            sys::release_pages(released, hi - released);
+            released = hi;
         }
     }
 }
@@ -422,8 +417,7 @@ pub fn calloc(count: usize, size: usize) -> *mut u8 {
 /// whole pages (madvise), so untouched pages stay untouched.
 fn zero(addr: usize, len: usize) {
     if len >= KERNEL_ZERO_MIN {
-        let lo = (addr + sys::PAGE - 1) & !(sys::PAGE - 1);
-        let hi = (addr + len) & !(sys::PAGE - 1);
+        let (lo, hi) = sys::whole_pages(addr, addr + len);
         // SAFETY: [lo, hi) lies inside the live block we own and holds no data yet.
         if hi > lo && sys::release_pages(lo, hi - lo) && unsafe { (lo as *const u64).read_volatile() } == 0 {
             // SAFETY: the edges are inside the block.

@@ -1257,38 +1257,24 @@ impl Arena {
         self.free_block_counting(g, n, n << GRANULE_SHIFT, false);
     }
 
-    /// Frees the live block `[g, g+n)` whose contents are garbage (a realloc has copied
-    /// them elsewhere) and gives its whole pages back to the kernel at once: a purge
-    /// would come later, if ever (it keeps the lowest free blocks), and until then both
-    /// copies of a grown array stay resident (glibc moves such blocks with mremap).
-    pub fn free_block_discarded(&mut self, g: usize, n: usize) {
-        // (Before freeing: a trim may lower the break over the block.)
-        let clean = self.release_whole_pages(g, g + n);
-        self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean, true);
-    }
-
-    /// Frees the live block `[g, g+n)` whose whole pages the caller gave back to the
-    /// kernel already (only if `may_release_pages`).
+    /// Frees the live block `[g, g+n)` whose contents are garbage and whose whole pages
+    /// the caller gave back to the kernel already (a realloc copied it elsewhere,
+    /// releasing as it went: waiting for a purge, which keeps the lowest free blocks,
+    /// kept both copies of a grown array resident; glibc moves such blocks with mremap).
+    /// The arena's source must allow releasing pages.
     pub fn free_block_released(&mut self, g: usize, n: usize) {
-        let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);
-        let hi = self.addr(g + n) & !(sys::PAGE - 1);
+        let (lo, hi) = sys::whole_pages(self.addr(g), self.addr(g + n));
         let clean = hi.saturating_sub(lo);
         self.free_block_counting(g, n, (n << GRANULE_SHIFT) - clean, true);
-    }
-
-    /// Whether pages this arena's blocks give up may go back to the kernel (madvise).
-    pub fn may_release_pages(&self) -> bool {
-        self.source != (Source::Fixed { release: false })
     }
 
     /// Gives the whole pages inside granules `[g, end)` back to the kernel (madvise),
     /// where the arena's source allows it; returns the bytes released.
     fn release_whole_pages(&mut self, g: usize, end: usize) -> usize {
-        if !self.may_release_pages() {
+        if self.source == (Source::Fixed { release: false }) {
             return 0;
         }
-        let lo = (self.addr(g) + sys::PAGE - 1) & !(sys::PAGE - 1);
-        let hi = self.addr(end) & !(sys::PAGE - 1);
+        let (lo, hi) = sys::whole_pages(self.addr(g), self.addr(end));
         if hi > lo && sys::release_pages(lo, hi - lo) {
             self.stats.madvise_calls += 1;
             self.stats.madvised_bytes += (hi - lo) as u64;

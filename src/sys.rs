@@ -77,6 +77,13 @@ pub fn unmap(addr: usize, len: usize) {
     unsafe { libc::munmap(addr as *mut c_void, len) };
 }
 
+/// The whole pages inside `[start, end)`: `(lo, hi)` with `lo` the first page boundary
+/// at or after `start` and `hi` the last at or before `end` (`hi <= lo`: none).
+#[inline]
+pub fn whole_pages(start: usize, end: usize) -> (usize, usize) {
+    ((start + PAGE - 1) & !(PAGE - 1), end & !(PAGE - 1))
+}
+
 /// Tells the kernel the pages of `[addr, addr+len)` are not needed: their frames are
 /// released and they read back as zero. `addr` and `len` must be page multiples.
 /// Returns false when the kernel refused (the memory then keeps its contents).
