@@ -25,6 +25,11 @@ def figures(kv, *keys):
     return ", ".join(f"{k}={kv.get(k)}" for k in keys)
 
 
+def beyond(kv, total, used):
+    """Bytes of the figure `total` beyond the figure `used` a test program printed."""
+    return int(kv[total]) - int(kv[used])
+
+
 # 1 ---------------------------------------------------------------------------
 
 def test_small_objects_rss_overhead(build, run, report):
@@ -193,9 +198,9 @@ def test_large_sparse_block_costs_only_what_is_used(build, run, report):
     exe = build("mem_large_sparse.c")
     kv, info = measure(run, exe)
     glibc, _ = measure(run, exe, preload=False)
-    extra = int(kv["rss_growth"]) - int(kv["used"])
+    extra = beyond(kv, "rss_growth", "used")
     report(f"malloc(1 GiB), 8 MiB used: RssAnon beyond the used bytes myalloc "
-           f"{extra / MIB:.2f} MiB, glibc {(int(glibc['rss_growth']) - int(glibc['used'])) / MIB:.2f} MiB; "
+           f"{extra / MIB:.2f} MiB, glibc {beyond(glibc, 'rss_growth', 'used') / MIB:.2f} MiB; "
            f"left after free {int(kv['left'])} bytes")
     assert extra < MIB, f"{extra / MIB:.2f} MiB resident beyond the written bytes\n" + info
     assert int(kv["left"]) < MIB, f"{int(kv['left'])} bytes left after the free\n" + info
@@ -210,10 +215,10 @@ def test_moving_realloc_holds_one_copy_at_a_time(build, run, report):
     exe = build("mem_realloc_peak.c")
     kv, info = measure(run, exe)
     glibc, _ = measure(run, exe, preload=False)
-    extra = int(kv["peak_growth"]) - int(kv["data_bytes"])
+    extra = beyond(kv, "peak_growth", "data_bytes")
     report(f"array doubled by realloc to 64 MiB: peak RSS beyond its data myalloc "
            f"{extra / MIB:.2f} MiB ({kv['moves']} moves), glibc "
-           f"{(int(glibc['peak_growth']) - int(glibc['data_bytes'])) / MIB:.2f} MiB")
+           f"{beyond(glibc, 'peak_growth', 'data_bytes') / MIB:.2f} MiB")
     assert int(kv["moves"]) == 6, "every growth should have moved the array\n" + info
     assert extra < 4 * MIB, f"{extra / MIB:.2f} MiB resident at the peak beyond the data\n" + info
 
