@@ -78,7 +78,7 @@
           packages = [
             pkgs.cargo pkgs.rustc pkgs.clippy pkgs.rustfmt pkgs.maturin
             (pkgs.python3.withPackages (p: [ p.pytest p.hypothesis p.matplotlib p.pip ]))
-            pkgs.gcc pkgs.gnumake pkgs.strace pkgs.sqlite pkgs.git pkgs.xz pkgs.perl
+            pkgs.gcc pkgs.gnumake pkgs.strace pkgs.valgrind pkgs.sqlite pkgs.git pkgs.xz pkgs.perl
             pkgs.jemalloc pkgs.mimalloc pkgs.gperftools pkgs.hadolint
           ];
           shellHook = ''

@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import allocators as alloc_mod  # noqa: E402
+import instructions  # noqa: E402
 import machine  # noqa: E402
 import report  # noqa: E402
 import speed_report  # noqa: E402
@@ -130,6 +131,9 @@ def parse_args(argv):
                    help="helpers, inputs and scratch folders (default bench/.cache)")
     p.add_argument("--python", help="interpreter for the Python workloads "
                    "(default: this one, resolved past any shim)")
+    p.add_argument("--no-instructions", dest="instructions", action="store_false",
+                   help="skip the instruction counts (valgrind; done when a C pattern is "
+                   "selected, about 20 s per allocator)")
     p.add_argument("--list", action="store_true", help="list patterns and allocators, then exit")
     args = p.parse_args(argv)
     if args.reps is None:
@@ -205,6 +209,29 @@ class SpeedRun:
                 self.verify(w, done, progress)
 
 
+def count_instructions(args, patterns, allocators, churn, cache):
+    """Instructions per pair of the single-thread C patterns (bench/instructions.py),
+    as a results.json section; {"skipped": why} when not counted, None if Ctrl-C
+    stopped them."""
+    if not args.instructions:
+        return {"skipped": "--no-instructions"}
+    if not any(w.group == "c" for w in patterns):
+        return {"skipped": "no C pattern selected"}
+    if not instructions.valgrind():
+        print("speed: valgrind is not installed: no instruction counts", file=sys.stderr)
+        return {"skipped": "valgrind is not installed"}
+    libs = [(a.name, a.lib) for a in allocators]
+    progress = Progress(len(instructions.PATTERNS) * (len(libs) + 2))
+    table = {}
+    try:
+        if not progress.run("instructions", lambda: table.setdefault(
+                "t", instructions.measure_all(churn, libs, cache, progress))):
+            return None
+    except MeasureError as exc:
+        return {"skipped": str(exc)}
+    return instructions.to_json(table["t"])
+
+
 def main(argv=None):
     args = parse_args(argv)
     cache = Path(args.cache).resolve()
@@ -251,10 +278,14 @@ def main(argv=None):
     if not progress.run("speed", lambda: bench.rounds(patterns, allocators, progress)):
         return 130
 
+    counted = count_instructions(args, patterns, allocators, churn, cache)
+    if counted is None:
+        return 130
     results = report.results_document(
         args, stamp, time.monotonic() - started, machine.describe(python), allocators,
         skipped, "pattern", patterns, notes, sys.argv[1:] if argv is None else list(argv),
         bench.runs, bench.failures)
+    results["instructions"] = counted
     out = Path(args.out)
     sys.stdout.write(speed_report.write_all(results, out))
     print(f"\nspeed: {time.monotonic() - started:.0f} s; reports in {out}/: REPORT.md, "

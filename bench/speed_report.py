@@ -246,6 +246,15 @@ def terminal_report(results, summary=None):
                                      for w, v, lim, ok, _ in goals if not ok) or "none")]
     lines += [f"  Paired (median of per-round ratios): {sum(1 for t in goals if t[4] is not None and t[4] <= t[2])}"
               f" of {len(goals)} met"]
+    got = instruction_rows(results)
+    if got is not None:
+        header, rows, notes = got
+        widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+        lines += ["", "Instructions per pair (valgrind; in parentheses: beyond floor)"]
+        lines += ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths)))
+                  for r in [header] + rows]
+        lines += [f"  failed: {n}" for n in notes]
     fails = results.get("failures", [])
     if fails:
         lines += ["", f"FAILURES ({len(fails)}): not timed"]
@@ -394,6 +403,61 @@ def targets_markdown(table):
     return lines
 
 
+INSTRUCTIONS_LEGEND = (
+    "Instructions per malloc/free pair, counted by valgrind (cachegrind, no cache "
+    "simulation): the same on every run, whatever the machine's load. Each pattern runs "
+    "with P and 2P pairs and the difference is divided by P, so start-up and the filling "
+    "of the live slots cancel out; the count includes the program's own work. In "
+    "parentheses: instructions beyond `floor` (bench/speed/floor.c, the least an allocator "
+    "can do). `floor+{pad}` is floor with {pad} instructions added to its `free` that the "
+    "CPU does not execute (register zeroing) but that take slots of its out-of-order "
+    "window: the README measures what that alone costs in time. The patterns keep their "
+    "heaps under the 8 MB break valgrind allows (a larger heap would move myalloc to its "
+    "mmap fallback arenas, a different path).")
+
+
+def instruction_rows(results):
+    """(header, rows, notes) of the instruction counts, or None if there are none."""
+    ins = results.get("instructions") or {}
+    if not ins.get("counts"):
+        return None
+    libs = ins["libraries"]
+    by = {(c["pattern"], c["library"]): c for c in ins["counts"]}
+    rows, notes = [], []
+    for p in ins["patterns"]:
+        floor = (by.get((p["name"], "floor")) or {}).get("per_pair")
+        cells = [p["name"]]
+        for lib in libs:
+            c = by.get((p["name"], lib)) or {}
+            v = c.get("per_pair")
+            if v is None:
+                cells.append("failed")
+                if c.get("error"):
+                    notes.append(f"{p['name']} under {lib}: {c['error']}")
+            elif floor is None or lib == "floor":
+                cells.append(f"{v:.0f}")
+            else:
+                cells.append(f"{v:.0f} ({v - floor:+.0f})")
+        rows.append(cells)
+    return ["pattern"] + libs, rows, notes
+
+
+def instructions_markdown(results):
+    ins = results.get("instructions") or {}
+    out = ["## Instructions per pair", ""]
+    got = instruction_rows(results)
+    if got is None:
+        out += [f"Not counted: {ins.get('skipped', 'no counts in these results')}.", ""]
+        return out
+    header, rows, notes = got
+    out += [INSTRUCTIONS_LEGEND.format(pad=ins.get("padding", "?")), "",
+            _md_table(header, rows), ""]
+    out += [f"- failed: {n}" for n in notes]
+    out += ["", _md_table(["pattern", "what"], [[p["name"], p["description"]]
+                                              for p in ins["patterns"]], numeric=False), ""]
+    return out
+
+
 def markdown_report(results, summary, table, chart_name="chart.png"):
     meta = results["meta"]
     m = meta.get("machine", {})
@@ -414,6 +478,7 @@ def markdown_report(results, summary, table, chart_name="chart.png"):
             _md_table(["pattern"] + allocs, [[p["name"]] + [_spread(index[(p["name"], a)])
                                                            for a in allocs]
                                              for p in meta["patterns"]]), ""]
+    out += instructions_markdown(results)
     out += ["## Patterns", "", HOW, "",
             _md_table(["pattern", "what", "command"],
                       [[p["name"], p.get("description", ""), f"`{p.get('command', '')}`"]

@@ -335,13 +335,15 @@ impl Arena {
             Some(s) => s,
             None => self.start_in_chunk((last & !(CHUNK_GRANULES - 1)).checked_sub(1)?)?,
         };
-        if g - s > longest || !self.test(Plane::Alloc, s) || self.live_end(s) != g {
+        if g - s > longest || !self.test(Plane::Alloc, s) {
             return None;
         }
+        // The tag first: one word, where measuring the block reads its bitmaps to the
+        // end (up to a chunk's), and most highest blocks are the program's, not cached.
         let addr = self.addr(s);
         // SAFETY: s starts a live block: its first word is readable.
-        let cached = unsafe { (addr as *const u64).read() } == self.cached_tag(addr);
-        cached.then_some(s)
+        let tagged = unsafe { (addr as *const u64).read() } == self.cached_tag(addr);
+        (tagged && self.live_end(s) == g).then_some(s)
     }
 
     /// Treats no memory of this arena as known zero (its source does not zero it).

@@ -118,6 +118,13 @@ pub struct ThreadCache {
     prev: *mut ThreadCache,
 }
 
+/// Blocks taken off a list by `ThreadCache::detach`: a null-terminated chain.
+struct Detached {
+    first: *mut CachedHeader,
+    last: *mut CachedHeader,
+    moved: usize,
+}
+
 /// Blocks of a mid-size list a request looks at for one long enough.
 const MID_SEARCH: usize = 4;
 
@@ -619,10 +626,16 @@ impl ThreadCache {
     fn overflow(&mut self, n: usize) {
         let limit = self.limits[n] as usize;
         if self.cached > self.budget {
-            // The whole cache is full: every list gives up half.
-            for i in 1..LISTS {
-                self.flush(i, self.counts[i] as usize / 2);
-            }
+            // The whole cache is full: every list gives up half, in one lock hold (a
+            // lock and a reclaim check per list cost more than the lists' blocks did
+            // on a small heap of 1-64 KiB blocks, where the budget overflows often).
+            sys::keep_errno(|| {
+                let mut h = HEAP.lock();
+                for i in 1..LISTS {
+                    self.flush_locked(&mut h, i, self.counts[i] as usize / 2);
+                }
+                self.reclaim_if_little_left(&mut h);
+            });
             return;
         }
         self.flush(n, limit / 2);
@@ -638,9 +651,27 @@ impl ThreadCache {
     /// the heap when that is full.
     #[cold]
     pub fn flush(&mut self, n: usize, keep: usize) {
+        // Detached before the lock is taken: the walk reads the blocks.
+        let Some(detached) = self.detach(n, keep) else { return };
+        sys::keep_errno(|| {
+            let mut h = HEAP.lock();
+            self.hand_over(&mut h, n, detached);
+            self.reclaim_if_little_left(&mut h);
+        });
+    }
+
+    /// `flush` with the lock held, without the reclaim check.
+    fn flush_locked(&mut self, h: &mut Heap, n: usize, keep: usize) {
+        if let Some(detached) = self.detach(n, keep) {
+            self.hand_over(h, n, detached);
+        }
+    }
+
+    /// Takes all but the `keep` oldest blocks off list `n`: (first, last, how many).
+    fn detach(&mut self, n: usize, keep: usize) -> Option<Detached> {
         let count = self.counts[n] as usize;
         if count <= keep {
-            return;
+            return None;
         }
         let moved = count - keep;
         if n <= CLASSES {
@@ -661,28 +692,33 @@ impl ThreadCache {
         }
         self.counts[n] = keep as u32;
         self.cached -= moved * LIST_GRANULES[n] as usize;
-        let key = self.key;
-        sys::keep_errno(|| {
-            let mut h = HEAP.lock();
-            let reg = registry(&mut h);
-            if n < MID_BASE && reg.transfer[n].count + moved <= (LIMITS[n] as usize) << 1 {
-                let t = &mut reg.transfer[n];
-                // SAFETY: `last` ends the detached list, which is ours.
-                unsafe { (*last).next = t.head };
-                t.head = first;
-                t.count += moved;
-            } else {
-                give_back(&mut h, key, n, first, moved, true);
-            }
-            if let Some(in_use) = little_left_in_use(&mut h) {
-                // The program has freed nearly everything, but what is cached (blocks
-                // a refill brought in unused, or freed before the highest block was)
-                // may hold the top up: give it all back, so the heap can shrink.
-                self.give_all_back_with_transfer(&mut h);
-                let held = h.held_bytes();
-                registry(&mut h).reclaimed = (held, in_use);
-            }
-        });
+        Some(Detached { first, last, moved })
+    }
+
+    /// Gives detached blocks of list `n` to the class's transfer list, or back to the
+    /// heap when that is full. Call with the lock held.
+    fn hand_over(&self, h: &mut Heap, n: usize, d: Detached) {
+        let reg = registry(h);
+        if n < MID_BASE && reg.transfer[n].count + d.moved <= (LIMITS[n] as usize) << 1 {
+            let t = &mut reg.transfer[n];
+            // SAFETY: `last` ends the detached list, which is ours.
+            unsafe { (*d.last).next = t.head };
+            t.head = d.first;
+            t.count += d.moved;
+        } else {
+            give_back(h, self.key, n, d.first, d.moved, true);
+        }
+    }
+
+    /// After a flush: when the program has freed nearly everything but what is cached
+    /// (blocks a refill brought in unused, or freed before the highest block was) may
+    /// hold the top up, gives it all back, so the heap can shrink.
+    fn reclaim_if_little_left(&mut self, h: &mut Heap) {
+        if let Some(in_use) = little_left_in_use(h) {
+            self.give_all_back_with_transfer(h);
+            let held = h.held_bytes();
+            registry(h).reclaimed = (held, in_use);
+        }
     }
 
     /// Checks every list of this cache: each node tagged, each list as long as its

@@ -343,6 +343,46 @@ def test_floor_allocator_serves_the_single_thread_patterns(churn, run, tmp_path)
         assert got == want
 
 
+import instructions  # noqa: E402
+
+
+def _valgrind():
+    if not instructions.valgrind():
+        pytest.fail("valgrind is missing: `make test-deps` (as root) installs it",
+                    pytrace=False)
+    return instructions.valgrind()
+
+
+def test_instruction_counts_see_exactly_the_padding(churn, tmp_path):
+    """bench/instructions.py counts one steady pair: floor.c with FREE_PADDING
+    instructions in its free counts exactly that many more per pair, glibc more
+    than floor, and every library prints glibc's checksum."""
+    tool = _valgrind()
+    pats = [("scale-1", ["scale-1", "--live", "2000"], 10_000, "test")]
+    t = instructions.measure_all(churn, [("glibc", None)], tmp_path, patterns=pats)
+    got = {lib: c for (_, lib), c in t.counts.items()}
+    assert set(got) == {"glibc", "floor", f"floor+{instructions.FLOOR_PADDING}"}
+    assert all(not c.error for c in got.values()), {k: c.error for k, c in got.items()}
+    floor, padded = got["floor"].per_pair, got[f"floor+{instructions.FLOOR_PADDING}"].per_pair
+    assert padded - floor == pytest.approx(instructions.FLOOR_PADDING, abs=0.5)
+    assert got["glibc"].per_pair > floor > 50
+    assert got["glibc"].output.startswith("churn scale-1 ") and \
+        len({c.output for c in got.values()}) == 1
+    assert tool
+
+
+def test_instruction_counts_refuse_myalloc_off_the_break(churn, lib):
+    """A heap larger than valgrind's 8 MB break segment sends myalloc to its mmap
+    fallback arenas (another free path): such a count is refused, not reported."""
+    tool = _valgrind()
+    big = instructions.count(tool, churn, "scale-1", ["scale-1", "--live", "100000"],
+                             2000, "myalloc", lib)
+    assert big.per_pair is None and "fallback" in big.error
+    small = instructions.count(tool, churn, "scale-1", ["scale-1", "--live", "2000"],
+                               2000, "myalloc", lib)
+    assert small.per_pair is not None and small.per_pair > 0, small.error
+
+
 def test_churn_rejects_bad_arguments(churn, run):
     for args in (["nope"], ["small", "--pairs", "0"], ["scale-x"], []):
         rc, _, err = run(churn, args, preload=False, timeout=30)
@@ -466,6 +506,27 @@ def test_speed_terminal_table_and_files(tmp_path):
     assert "**prodcons** under **jemalloc**" in md
     png = (tmp_path / "chart.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Not counted: no counts in these results." in md
+    assert "Instructions per pair (valgrind" not in text
+
+
+def test_speed_report_instruction_table(tmp_path):
+    """The instruction counts appear in the terminal table and REPORT.md, each
+    with its excess over floor; a failed count is named with its reason."""
+    sample = _speed_sample()
+    sample["instructions"] = {
+        "libraries": ["glibc", "myalloc", "floor", "floor+40"], "padding": 40,
+        "patterns": [{"name": "scale-1", "description": "small sizes"}],
+        "counts": [{"pattern": "scale-1", "library": lib, "pairs": 10, "per_pair": v,
+                    "error": None if v else "valgrind run failed"}
+                   for lib, v in (("glibc", 241.0), ("myalloc", None), ("floor", 127.0),
+                                  ("floor+40", 167.0))]}
+    text = speed_report.terminal_report(sample)
+    assert "  scale-1  241 (+114)   failed    127  167 (+40)" in text
+    assert "failed: scale-1 under myalloc: valgrind run failed" in text
+    md = "\n".join(speed_report.instructions_markdown(sample))
+    assert "| scale-1 | 241 (+114) | failed | 127 | 167 (+40) |" in md
+    assert "`floor+40` is floor with 40 instructions" in md
 
 
 def test_speed_run_checks_outputs_against_glibc(tmp_path):
