@@ -628,7 +628,8 @@ impl ThreadCache {
         if self.cached > self.budget {
             // The whole cache is full: every list gives up half, in one lock hold (a
             // lock and a reclaim check per list cost more than the lists' blocks did
-            // on a small heap of 1-64 KiB blocks, where the budget overflows often).
+            // on a small heap of 1-64 KiB blocks, where the budget overflows often;
+            // the price is that these lists are walked with the lock held).
             sys::keep_errno(|| {
                 let mut h = HEAP.lock();
                 for i in 1..LISTS {
