@@ -67,7 +67,9 @@ pub fn malloc(size: usize) -> *mut u8 {
 pub fn malloc_cached(size: usize) -> Option<*mut u8> {
     if size <= CLASSES * GRANULE {
         if let Some(tc) = cache::existing() {
-            let n = granules_unchecked(size);
+            // malloc(0) asks for list 0, which is always empty: `malloc_other` gives it
+            // one granule (one instruction less here than rounding 0 up).
+            let n = (size + GRANULE - 1) >> GRANULE_SHIFT;
             let a = tc.pop(n)?;
             count_alloc(Some(tc), size);
             return Some(a as *mut u8);
