@@ -86,6 +86,8 @@ pub type Totals = Counters;
 
 #[repr(C)]
 pub struct ThreadCache {
+    /// List `n` (1 to `CLASSES`): blocks of `n` granules; then the mid-size lists. List
+    /// 0 stays empty, so the `malloc` fast path sends a request of 0 bytes on as a miss.
     heads: [*mut CachedHeader; LISTS],
     counts: [u32; LISTS],
     /// Most blocks list `n` may hold: `LIMITS[n] << scale[n]`.
