@@ -68,7 +68,7 @@ pub fn malloc_cached(size: usize) -> Option<*mut u8> {
     if size <= CLASSES * GRANULE {
         if let Some(tc) = cache::existing() {
             // malloc(0) asks for list 0, which is always empty: `malloc_other` gives it
-            // one granule (one instruction less here than rounding 0 up).
+            // one granule (two instructions less here than rounding 0 up).
             let n = (size + GRANULE - 1) >> GRANULE_SHIFT;
             let a = tc.pop(n)?;
             count_alloc(Some(tc), size);
