@@ -121,10 +121,11 @@ def count(tool, churn, pattern, args, pairs, name, lib, timeout=600):
 class Table:
     """Counts of every pattern under every library, in the order they were given."""
     libraries: list
+    patterns: list                                  # [(name, description)]
     counts: dict = field(default_factory=dict)      # (pattern, library) -> Count
 
     def rows(self):
-        return [(name, desc) for name, _, _, desc in PATTERNS
+        return [(name, desc) for name, desc in self.patterns
                 if any(p == name for p, _ in self.counts)]
 
 
@@ -135,7 +136,7 @@ def measure_all(churn, libraries, cache_dir, progress=None, patterns=PATTERNS):
     if not tool:
         raise MeasureError("valgrind is not installed")
     libs = list(libraries) + list(floor_libs(cache_dir).items())
-    table = Table([name for name, _ in libs])
+    table = Table([name for name, _ in libs], [(name, desc) for name, _, _, desc in patterns])
     for pattern, args, pairs, _ in patterns:
         reference = None
         for name, lib in libs:

@@ -133,7 +133,7 @@ def parse_args(argv):
                    "(default: this one, resolved past any shim)")
     p.add_argument("--no-instructions", dest="instructions", action="store_false",
                    help="skip the instruction counts (valgrind; done when a C pattern is "
-                   "selected, about 20 s per allocator)")
+                   "selected, about 20 s in all)")
     p.add_argument("--list", action="store_true", help="list patterns and allocators, then exit")
     args = p.parse_args(argv)
     if args.reps is None:

@@ -368,6 +368,7 @@ def test_instruction_counts_see_exactly_the_padding(churn, tmp_path):
     assert got["glibc"].per_pair > floor > 50
     assert got["glibc"].output.startswith("churn scale-1 ") and \
         len({c.output for c in got.values()}) == 1
+    assert instructions.to_json(t)["patterns"] == [{"name": "scale-1", "description": "test"}]
     assert tool
 
 
