@@ -133,7 +133,7 @@ def parse_args(argv):
                    "(default: this one, resolved past any shim)")
     p.add_argument("--no-instructions", dest="instructions", action="store_false",
                    help="skip the instruction counts (valgrind; done when a C pattern is "
-                   "selected, about 20 s in all)")
+                   "selected, about 3 minutes in all, 1 quick)")
     p.add_argument("--list", action="store_true", help="list patterns and allocators, then exit")
     args = p.parse_args(argv)
     if args.reps is None:
@@ -225,7 +225,7 @@ def count_instructions(args, patterns, allocators, churn, cache):
     table = {}
     try:
         if not progress.run("instructions", lambda: table.setdefault(
-                "t", instructions.measure_all(churn, libs, cache, progress))):
+                "t", instructions.measure_all(churn, libs, cache, progress, quick=args.quick))):
             return None
     except MeasureError as exc:
         return {"skipped": str(exc)}

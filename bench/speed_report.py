@@ -411,9 +411,11 @@ INSTRUCTIONS_LEGEND = (
     "parentheses: instructions beyond `floor` (bench/speed/floor.c, the least an allocator "
     "can do). `floor+{pad}` is floor with {pad} instructions added to its `free` that the "
     "CPU does not execute (register zeroing) but that take slots of its out-of-order "
-    "window: the README measures what that alone costs in time. The patterns keep their "
-    "heaps under the 8 MB break valgrind allows (a larger heap would move myalloc to its "
-    "mmap fallback arenas, a different path).")
+    "window: the README measures what that alone costs in time. Every run preloads "
+    "bench/speed/sbrk_shim.c, a program break that valgrind's 8 MB limit does not stop "
+    "(myalloc moves the break with sbrk; glibc calls brk itself and continues in "
+    "mappings past 8 MB). A dash: not counted (floor never reuses blocks of 4 KiB or "
+    "more, so a long `mixed` run exhausts its reservation).")
 
 
 def instruction_rows(results):
@@ -428,7 +430,10 @@ def instruction_rows(results):
         floor = (by.get((p["name"], "floor")) or {}).get("per_pair")
         cells = [p["name"]]
         for lib in libs:
-            c = by.get((p["name"], lib)) or {}
+            c = by.get((p["name"], lib))
+            if c is None:
+                cells.append("-")
+                continue
             v = c.get("per_pair")
             if v is None:
                 cells.append("failed")

@@ -372,16 +372,18 @@ def test_instruction_counts_see_exactly_the_padding(churn, tmp_path):
     assert tool
 
 
-def test_instruction_counts_refuse_myalloc_off_the_break(churn, lib):
+def test_instruction_counts_keep_myalloc_on_the_break(churn, lib, tmp_path):
     """A heap larger than valgrind's 8 MB break segment sends myalloc to its mmap
-    fallback arenas (another free path): such a count is refused, not reported."""
+    fallback arenas (another free path): such a count is refused, not reported.
+    With bench/speed/sbrk_shim.c preloaded first the same heap stays on the break
+    and is counted."""
     tool = _valgrind()
-    big = instructions.count(tool, churn, "scale-1", ["scale-1", "--live", "100000"],
-                             2000, "myalloc", lib)
-    assert big.per_pair is None and "fallback" in big.error
-    small = instructions.count(tool, churn, "scale-1", ["scale-1", "--live", "2000"],
-                               2000, "myalloc", lib)
-    assert small.per_pair is not None and small.per_pair > 0, small.error
+    args = ["scale-1", "--live", "100000"]
+    off = instructions.count(tool, churn, "scale-1", args, 2000, "myalloc", lib)
+    assert off.per_pair is None and "fallback" in off.error
+    shim = instructions.shim_lib(tmp_path)
+    on = instructions.count(tool, churn, "scale-1", args, 2000, "myalloc", lib, shim)
+    assert on.per_pair is not None and on.per_pair > 0, on.error
 
 
 def test_churn_rejects_bad_arguments(churn, run):
@@ -517,16 +519,21 @@ def test_speed_report_instruction_table(tmp_path):
     sample = _speed_sample()
     sample["instructions"] = {
         "libraries": ["glibc", "myalloc", "floor", "floor+40"], "padding": 40,
-        "patterns": [{"name": "scale-1", "description": "small sizes"}],
+        "patterns": [{"name": "scale-1", "description": "small sizes"},
+                     {"name": "mixed", "description": "mixed sizes"}],
         "counts": [{"pattern": "scale-1", "library": lib, "pairs": 10, "per_pair": v,
                     "error": None if v else "valgrind run failed"}
                    for lib, v in (("glibc", 241.0), ("myalloc", None), ("floor", 127.0),
-                                  ("floor+40", 167.0))]}
+                                  ("floor+40", 167.0))]
+        + [{"pattern": "mixed", "library": lib, "pairs": 10, "per_pair": v, "error": None}
+           for lib, v in (("glibc", 492.0), ("myalloc", 443.0))]}
     text = speed_report.terminal_report(sample)
     assert "  scale-1  241 (+114)   failed    127  167 (+40)" in text
+    assert "  mixed           492      443      -          -" in text
     assert "failed: scale-1 under myalloc: valgrind run failed" in text
     md = "\n".join(speed_report.instructions_markdown(sample))
     assert "| scale-1 | 241 (+114) | failed | 127 | 167 (+40) |" in md
+    assert "| mixed | 492 | 443 | - | - |" in md
     assert "`floor+40` is floor with 40 instructions" in md
 
 
