@@ -64,7 +64,7 @@
         bench-speed = {
           type = "app";
           program = toString (pkgs.writeShellScript "myalloc-bench-speed" ''
-            export PATH=${pkgs.lib.makeBinPath [ pkgs.gcc ]}:$PATH
+            export PATH=${pkgs.lib.makeBinPath [ pkgs.gcc pkgs.valgrind ]}:$PATH
             exec ${pkgs.python3.withPackages (p: [ p.matplotlib ])}/bin/python ${src}/bench/speed.py \
               --myalloc ${self.packages.${pkgs.system}.default}/lib/libmyalloc.so \
               --allocators glibc,myalloc,jemalloc=${pkgs.jemalloc}/lib/libjemalloc.so,mimalloc=${pkgs.mimalloc}/lib/libmimalloc.so,tcmalloc=${pkgs.gperftools}/lib/libtcmalloc_minimal.so \
