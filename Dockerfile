@@ -20,7 +20,7 @@ RUN cargo build --release \
  && pip install --no-cache-dir --quiet wheel==0.45.1 \
  && pip wheel --no-cache-dir --no-deps --wheel-dir /dist ./py
 
-# ---- runtime: Python, strace, the peers, the wheel and the suite ------------------------
+# ---- runtime: Python, strace, valgrind, the peers, the wheel and the suite ---------------
 FROM debian:bookworm-slim AS runtime
 WORKDIR /opt/myalloc
 COPY scripts/install-system-deps.sh scripts/
