@@ -228,15 +228,12 @@ def terminal_report(results, summary=None):
     table = speed_table(results, summary)
     header, rows = table_rows(results, table)
     reps = results["meta"].get("reps")
-    widths = [max(len(header[i]), *(len(c[i]) for _, c in rows)) for i in range(len(header))]
     lines = ["", f"Wall time, median of {reps} run(s) ({results['meta'].get('mode', '')})"]
     lines += ["  " + part for part in _wrap(LEGEND, 100)]
-    lines.append("  " + "  ".join(h.ljust(w) if i == 0 else h.rjust(w)
-                                  for i, (h, w) in enumerate(zip(header, widths))))
-    for kind, cells in rows:
-        text = "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                for i, (c, w) in enumerate(zip(cells, widths)))
-        lines.append(text)
+    text = _aligned([header] + [cells for _, cells in rows])
+    lines.append(text[0])
+    for (kind, _), line in zip(rows, text[1:]):
+        lines.append(line)
         if kind == "geomean":
             lines.append("")
     lines += ["  " + part for part in _wrap(cores_note(results), 100)]
@@ -249,17 +246,23 @@ def terminal_report(results, summary=None):
     got = instruction_rows(results)
     if got is not None:
         header, rows, notes = got
-        widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
         lines += ["", "Instructions per pair (valgrind; in parentheses: beyond floor)"]
-        lines += ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                   for i, (c, w) in enumerate(zip(r, widths)))
-                  for r in [header] + rows]
+        lines += _aligned([header] + rows)
         lines += [f"  failed: {n}" for n in notes]
     fails = results.get("failures", [])
     if fails:
         lines += ["", f"FAILURES ({len(fails)}): not timed"]
         lines += [f"  {f['pattern']} under {f['allocator']}: {f['reason']}" for f in fails]
     return "\n".join(lines) + "\n"
+
+
+def _aligned(rows):
+    """Rows of cells as terminal lines: indented, the first column left-aligned and the
+    others right-aligned, each as wide as its widest cell."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths)))
+            for r in rows]
 
 
 def _wrap(text, width):
