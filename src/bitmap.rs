@@ -62,6 +62,14 @@ pub struct ChunkMeta {
     pub dirty: AtomicU32,
     /// The chunk this metadata describes (lets trimming recognise metadata blocks).
     pub chunk: AtomicU32,
+    /// Nonzero when the live block holding the chunk's last granule may run on into the
+    /// next chunk; zero when it ends at the chunk's end. Lets the owner of a block that
+    /// reaches the chunk's end (by the bitmaps) know where it ends without the next
+    /// chunk's metadata, which a trim may free at any moment (`BlockEnd::Unknown`).
+    /// Kept by `note_block_end` wherever a block holding that granule is marked (only
+    /// that block's marking changes it, so it stays put while the block is live); a
+    /// stale nonzero value only sends a free to the locked path.
+    pub runs_on: AtomicU8,
 }
 
 /// `big_order` values from this up mark words wholly inside a live block.
@@ -252,6 +260,22 @@ impl ChunkMeta {
         }
         let inside = if k == 0 { 0 } else { span_mask(b + 1, b + (1 << k)) };
         (start | alloc) & inside == 0 && (b != 0 || self.big_order[i >> 6].load(Relaxed) == 0)
+    }
+
+    /// Records where the block just marked live (or reshaped) ends, `hi` granules from
+    /// this chunk's start: past the chunk's end, or exactly at it (`runs_on`; a block
+    /// ending earlier does not hold the chunk's last granule). Arena lock held.
+    #[inline]
+    pub fn note_block_end(&self, hi: usize) {
+        let runs_on = match hi.cmp(&CHUNK_GRANULES) {
+            core::cmp::Ordering::Less => return,
+            core::cmp::Ordering::Equal => 0,
+            core::cmp::Ordering::Greater => 1,
+        };
+        // (No store where nothing changes: see `interior_meta`.)
+        if self.runs_on.load(Relaxed) != runs_on {
+            self.runs_on.store(runs_on, Release);
+        }
     }
 
     /// Words `[first, last)` of this chunk lie wholly inside the live block `[lo, hi)`

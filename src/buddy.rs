@@ -491,6 +491,8 @@ impl Arena {
                     None => Ok((g, 0)),
                 }
             }
+            // The block reaches its chunk's end: it ends there unless it may run on.
+            BlockEnd::Unknown if m.runs_on.load(Acquire) == 0 => Ok((g, chunk_base + CHUNK_GRANULES - g)),
             BlockEnd::Unknown => Ok((g, 0)),
         }
     }
@@ -531,11 +533,14 @@ impl Arena {
         if stop != 0 {
             return Some((g, 1 + stop.trailing_zeros() as usize));
         }
+        if w + 1 == WORDS {
+            // The block reaches its chunk's end, where it ends unless it may run on.
+            // SAFETY: granule m - 1 starts the metadata of g's chunk (above).
+            let meta = unsafe { &*((self.base + ((m - 1) << GRANULE_SHIFT)) as *const ChunkMeta) };
+            return (meta.runs_on.load(Acquire) == 0).then_some((g, 64 - b));
+        }
         // The block runs into the next word of the same chunk: it ends there if it is
         // a small one (at most 64 granules).
-        if w + 1 == WORDS {
-            return None;
-        }
         let (alloc, start) = sys::load_pair((pair + GRANULE) as *const u64)?;
         let stop = start | !alloc;
         if stop == 0 {
@@ -857,6 +862,8 @@ impl Arena {
             }
         }
         self.assign(Plane::Alloc, g, end, true);
+        let base = g & !(CHUNK_GRANULES - 1);
+        self.meta_of(g).note_block_end(end - base);
         self.stats.live_granules += (n * k) as u64;
         self.tail_hint = self.tail_hint.max(end);
         if end > self.hi_live() {
@@ -1351,6 +1358,7 @@ impl Arena {
         self.assign(Plane::Alloc, g + n, need_end, true);
         let base = g & !(CHUNK_GRANULES - 1);
         self.meta_of(g).reshape_interior(g - base, g + n - base, need_end - base);
+        self.meta_of(g).note_block_end(need_end - base);
         self.stats.live_granules += (m - n) as u64;
         if need_end < blocks_end {
             self.release_range(need_end, blocks_end);
@@ -1367,6 +1375,7 @@ impl Arena {
             // (before the freed tail can become a free block whose order this slot holds)
             let base = g & !(CHUNK_GRANULES - 1);
             self.meta_of(g).reshape_interior(g - base, g + n - base, g + m - base);
+            self.meta_of(g).note_block_end(g + m - base);
             self.stats.live_granules -= (n - m) as u64;
             self.release_range(g + m, g + n);
             self.lower_hi_live(g + n);

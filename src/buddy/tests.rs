@@ -56,6 +56,8 @@ fn meta_starts(a: &Arena) -> Vec<usize> {
 
 /// Checks every structural invariant against the model of live user blocks.
 fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
+    // (So that the free fast path, `short_block_at`, loads bitmap pairs as it would.)
+    crate::sys::detect_cpu();
     let metas = meta_starts(a);
     let mut live = 0usize;
     let mut expect_next = 0;
@@ -154,14 +156,24 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
                 }
             }
             // The lock-free lookup of free() measures every block that ends before its
-            // chunk does, and those that its marker shows ending at the chunk's end or
-            // in the next chunk; the rest reach the end and are measured under the lock.
+            // chunk does, those that its marker shows ending at the chunk's end or in
+            // the next chunk, and those that reach the end when `runs_on` says they stop
+            // there; the rest are measured under the lock. It never measures wrong.
+            let m = a.meta(g >> CHUNK_SHIFT).unwrap();
+            if n > CHUNK_GRANULES - (g - base) {
+                assert_ne!(m.runs_on.load(Relaxed), 0, "block {g}+{n} runs past its chunk, unflagged");
+            }
             if g + n < base + CHUNK_GRANULES && g + n < a.top() {
                 assert_eq!(a.live_block_at(a.addr(g)), Ok((g, n)), "live block at {g}+{n}");
             } else {
                 let marked = first < last && g + n < base + 2 * CHUNK_GRANULES;
+                let flagged = m.runs_on.load(Relaxed) != 0;
                 let got = a.live_block_at(a.addr(g));
-                assert!(got == Ok((g, n)) || (!marked && got == Ok((g, 0))), "live block at {g}+{n}: {got:?}");
+                assert!(got == Ok((g, n)) || (!marked && flagged && got == Ok((g, 0))), "live block at {g}+{n}: {got:?}");
+            }
+            // The free fast path answers for small blocks or declines.
+            if let Some(got) = a.short_block_at(a.addr(g)) {
+                assert_eq!(got, (g, n), "short block at {g}+{n}");
             }
         }
     }
@@ -449,6 +461,41 @@ fn realloc_grows_in_place_at_the_top_and_into_free_neighbours() {
     assert!(a.grow_in_place(x, 10, _z - x), "grows into the freed neighbour");
     a.shrink_in_place(g, n, 5);
     check(a, &BTreeMap::from([(g, 5), (x, _z - x), (_z, 10)]));
+}
+
+#[test]
+fn a_block_ending_at_its_chunks_end_is_measured_without_the_lock() {
+    let mut t = TestArena::new(4 << 20);
+    let a = &mut t.arena;
+    crate::sys::detect_cpu();
+    let mut model = BTreeMap::new();
+    // Lowest-first placement packs one-granule blocks up to the chunk's end.
+    let g = loop {
+        let g = a.alloc(1, 1).unwrap();
+        model.insert(g, 1);
+        if (g + 1) % CHUNK_GRANULES == 0 {
+            break g;
+        }
+    };
+    // Its bitmap word ends with it, so only `runs_on` tells that nothing runs on.
+    assert_eq!(a.meta(g >> CHUNK_SHIFT).unwrap().runs_on.load(Relaxed), 0);
+    assert_eq!(a.live_block_at(a.addr(g)), Ok((g, 1)));
+    assert_eq!(a.short_block_at(a.addr(g)), Some((g, 1)));
+    // A block that runs on into the next chunk sets it; shrunk to end at its chunk's
+    // end, it clears it.
+    let big = a.alloc(2 + CHUNK_GRANULES, 1).unwrap();
+    let base = big & !(CHUNK_GRANULES - 1);
+    assert!(big + 2 + CHUNK_GRANULES > base + CHUNK_GRANULES);
+    let runs_on = |a: &Arena| a.meta(big >> CHUNK_SHIFT).unwrap().runs_on.load(Relaxed);
+    assert_ne!(runs_on(a), 0);
+    model.insert(big, 2 + CHUNK_GRANULES);
+    check(a, &model);
+    let to_end = base + CHUNK_GRANULES - big;
+    a.shrink_in_place(big, 2 + CHUNK_GRANULES, to_end);
+    assert_eq!(runs_on(a), 0);
+    assert_eq!(a.live_block_at(a.addr(big)), Ok((big, to_end)));
+    model.insert(big, to_end);
+    check(a, &model);
 }
 
 #[test]
