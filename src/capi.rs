@@ -70,9 +70,12 @@ pub extern "C" fn reallocarray(p: Ptr, count: usize, size: usize) -> Ptr {
     }
 }
 
+/// # Safety
+/// `out` must be valid for a write of one pointer (when the call succeeds).
 #[no_mangle]
-pub extern "C" fn posix_memalign(out: *mut Ptr, align: usize, size: usize) -> c_int {
-    if !align.is_power_of_two() || align % core::mem::size_of::<Ptr>() != 0 {
+pub unsafe extern "C" fn posix_memalign(out: *mut Ptr, align: usize, size: usize) -> c_int {
+    // (A power of two is a multiple of the pointer size from that size on.)
+    if !align.is_power_of_two() || align < core::mem::size_of::<Ptr>() {
         return libc::EINVAL;
     }
     let saved = sys::errno();
@@ -262,9 +265,12 @@ pub extern "C" fn __libc_valloc(size: usize) -> Ptr {
 pub extern "C" fn __libc_pvalloc(size: usize) -> Ptr {
     pvalloc(size)
 }
+/// # Safety
+/// As for `posix_memalign`.
 #[no_mangle]
-pub extern "C" fn __posix_memalign(out: *mut Ptr, align: usize, size: usize) -> c_int {
-    posix_memalign(out, align, size)
+pub unsafe extern "C" fn __posix_memalign(out: *mut Ptr, align: usize, size: usize) -> c_int {
+    // SAFETY: the caller's guarantee, passed on.
+    unsafe { posix_memalign(out, align, size) }
 }
 
 // ----- C++ operators ------------------------------------------------------------------

@@ -4,9 +4,10 @@
 //! The heap itself initialises lazily on first use, because ld.so may call malloc before
 //! any constructor runs; these hooks only add what needs libc to be up.
 
-use core::ffi::{c_char, c_void};
+use core::ffi::{c_char, c_void, CStr};
 use core::sync::atomic::{AtomicBool, Ordering::*};
 
+use crate::cache::ThreadCache;
 use crate::heap::HEAP;
 use crate::{cache, stats, sys};
 
@@ -20,11 +21,11 @@ static mut STATS_FILE: [u8; 4096] = [0; 4096];
 
 /// Ties a new thread cache to the thread-exit key, so that it is returned when the
 /// thread ends.
-pub fn register_thread_cache(tc: *mut c_void) {
+pub fn register_thread_cache(tc: &ThreadCache) {
     if KEY_READY.load(Acquire) {
         // SAFETY: KEY was created before KEY_READY was set; setspecific for a small key
-        // index does not allocate.
-        unsafe { libc::pthread_setspecific(KEY, tc) };
+        // index does not allocate (it stores the address, which `thread_exit` gets back).
+        unsafe { libc::pthread_setspecific(KEY, tc as *const ThreadCache as *const c_void) };
     }
 }
 
@@ -114,7 +115,7 @@ pub extern "C" fn on_exit() {
 
 /// `path` (NUL-terminated) with every `%p` replaced by the process id, so that each
 /// process of a command that forks can keep its own statistics file.
-fn expand_pid(path: &[u8], out: &mut [u8]) -> *const c_char {
+fn expand_pid<'a>(path: &[u8], out: &'a mut [u8]) -> &'a CStr {
     // SAFETY: getpid has no preconditions.
     let mut pid = [0u8; 20];
     let mut digits = crate::report::Line::new();
@@ -135,7 +136,9 @@ fn expand_pid(path: &[u8], out: &mut [u8]) -> *const c_char {
         }
     }
     out[o] = 0;
-    out.as_ptr() as *const c_char
+    // SAFETY: `out[o]` is the first NUL: the bytes before it are `path`'s (up to its
+    // first NUL) and the pid's digits.
+    unsafe { CStr::from_bytes_with_nul_unchecked(&out[..=o]) }
 }
 
 #[cfg(not(test))]

@@ -115,10 +115,10 @@ pub fn write_all(fd: i32, mut buf: &[u8]) {
     }
 }
 
-/// Opens `path` (NUL-terminated) for writing, truncating; returns the fd or -1.
-pub fn open_for_write(path: *const libc::c_char) -> i32 {
-    // SAFETY: path is a NUL-terminated string supplied by the environment.
-    unsafe { libc::open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644) }
+/// Opens `path` for writing, truncating; returns the fd or -1.
+pub fn open_for_write(path: &core::ffi::CStr) -> i32 {
+    // SAFETY: a CStr is NUL-terminated.
+    unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644) }
 }
 
 pub fn close(fd: i32) {

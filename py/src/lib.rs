@@ -134,7 +134,7 @@ impl Heap {
     #[new]
     #[pyo3(signature = (capacity = 1 << 20))]
     fn new(capacity: usize) -> PyResult<Self> {
-        if capacity < PAGE || capacity > 1 << 36 {
+        if !(PAGE..=1 << 36).contains(&capacity) {
             return Err(PyValueError::new_err("capacity must be between 4 KiB and 64 GiB"));
         }
         let capacity = capacity.div_ceil(PAGE) * PAGE;

@@ -473,7 +473,7 @@ fn a_block_ending_at_its_chunks_end_is_measured_without_the_lock() {
     let g = loop {
         let g = a.alloc(1, 1).unwrap();
         model.insert(g, 1);
-        if (g + 1) % CHUNK_GRANULES == 0 {
+        if (g + 1) & (CHUNK_GRANULES - 1) == 0 {
             break g;
         }
     };
