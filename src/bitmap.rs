@@ -214,11 +214,13 @@ impl ChunkMeta {
     }
 
     /// Sets (`on`) or clears the bits `[lo, hi)` of one plane within this chunk and
-    /// returns how many of them were already in the requested state. The caller holds
-    /// the arena lock (the only writer).
+    /// returns whether any of them was already in the requested state (without counting
+    /// them: `count_ones` is a dozen instructions a word on the baseline x86-64 target,
+    /// a quarter of the whole mixed-size churn's instructions went to this function).
+    /// The caller holds the arena lock (the only writer).
     #[inline]
-    pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
-        let mut already = 0;
+    pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> bool {
+        let mut already = 0u64;
         let mut g = lo;
         while g < hi {
             let w = g >> 6;
@@ -229,11 +231,10 @@ impl ChunkMeta {
             if new != old {
                 self.word(plane, w).store(new, Release);
             }
-            let same = if on { old & mask } else { !old & mask };
-            already += same.count_ones() as usize;
+            already |= if on { old & mask } else { !old & mask };
             g = end;
         }
-        already
+        already != 0
     }
 
     /// Sets or clears one bit (the caller holds the arena lock).
@@ -585,13 +586,15 @@ mod tests {
     }
 
     #[test]
-    fn assign_counts_bits_already_set() {
+    fn assign_tells_whether_a_bit_was_already_set() {
         let m = meta();
-        assert_eq!(m.assign(Plane::Alloc, 10, 200, true), 0);
-        assert_eq!(m.assign(Plane::Alloc, 0, 300, true), 190);
+        assert!(!m.assign(Plane::Alloc, 10, 200, true));
+        assert!(m.assign(Plane::Alloc, 0, 300, true));
         assert!(m.test(Plane::Alloc, 0) && m.test(Plane::Alloc, 299) && !m.test(Plane::Alloc, 300));
-        assert_eq!(m.assign(Plane::Alloc, 100, 101, false), 0);
-        assert_eq!(m.assign(Plane::Alloc, 100, 101, false), 1);
+        assert!(!m.assign(Plane::Alloc, 100, 101, false));
+        assert!(m.assign(Plane::Alloc, 100, 101, false));
+        // One bit already set is enough, across a word boundary too.
+        assert!(!m.assign(Plane::Alloc, 400, 410, true) && m.assign(Plane::Alloc, 409, 464, true));
     }
 
     #[test]

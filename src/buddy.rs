@@ -444,12 +444,12 @@ impl Arena {
         }
     }
 
-    /// Sets or clears `[lo, hi)` of a plane across chunks; returns the bits already in
-    /// that state.
+    /// Sets or clears `[lo, hi)` of a plane across chunks; returns whether any bit was
+    /// already in that state.
     #[inline]
-    pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> usize {
-        let mut already = 0;
-        self.each_chunk_part(lo, hi, |m, a, b| already += m.assign(plane, a, b, on));
+    pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> bool {
+        let mut already = false;
+        self.each_chunk_part(lo, hi, |m, a, b| already |= m.assign(plane, a, b, on));
         already
     }
 
@@ -1300,7 +1300,7 @@ impl Arena {
         if n > CHUNK_GRANULES {
             dirty -= self.materialize_lazy(g, g + n, !released);
         }
-        if self.assign(Plane::Alloc, g, g + n, false) != 0 {
+        if self.assign(Plane::Alloc, g, g + n, false) {
             crate::report::misuse("free", crate::report::Misuse::DoubleFree, self.addr(g));
         }
         self.clear_interior(g, g + n);
