@@ -534,9 +534,11 @@ impl Arena {
             return Some((g, 1 + stop.trailing_zeros() as usize));
         }
         if w + 1 == WORDS {
-            // The block reaches its chunk's end, where it ends unless it may run on.
-            // SAFETY: granule m - 1 starts the metadata of g's chunk (above).
-            let meta = unsafe { &*((self.base + ((m - 1) << GRANULE_SHIFT)) as *const ChunkMeta) };
+            // The block reaches its chunk's end, where it ends unless it may run on. (The
+            // metadata starts WORDS - 1 pairs before this last one: addressed from `pair`,
+            // no other value stays live in a register, and the path saves none.)
+            // SAFETY: `pair` is the last pair of g's chunk metadata (above).
+            let meta = unsafe { &*((pair - ((WORDS - 1) << GRANULE_SHIFT)) as *const ChunkMeta) };
             return (meta.runs_on.load(Acquire) == 0).then_some((g, 64 - b));
         }
         // The block runs into the next word of the same chunk: it ends there if it is
