@@ -214,9 +214,9 @@ impl ChunkMeta {
     }
 
     /// Sets (`on`) or clears the bits `[lo, hi)` of one plane within this chunk and
-    /// returns whether any of them was already in the requested state (without counting
-    /// them: `count_ones` is a dozen instructions a word on the baseline x86-64 target,
-    /// a quarter of the whole mixed-size churn's instructions went to this function).
+    /// returns whether any of them was already in the requested state (free's
+    /// double-free check; counting them was a software popcount per word on the
+    /// baseline x86-64 target, for a caller that only compared the count with zero).
     /// The caller holds the arena lock (the only writer).
     #[inline]
     pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> bool {
