@@ -148,6 +148,23 @@ pub fn span_mask(lo: usize, hi: usize) -> u64 {
     upper & !((1u64 << lo) - 1)
 }
 
+/// The bitmap words that granules `[lo, hi)` of a chunk lie in, each with the mask of
+/// those granules in it.
+#[inline]
+fn word_spans(lo: usize, hi: usize) -> impl Iterator<Item = (usize, u64)> {
+    let mut g = lo;
+    core::iter::from_fn(move || {
+        if g >= hi {
+            return None;
+        }
+        let w = g >> 6;
+        let end = core::cmp::min(hi, (w + 1) << 6);
+        let mask = span_mask(g & 63, end - (w << 6));
+        g = end;
+        Some((w, mask))
+    })
+}
+
 /// Which bitmap of a chunk.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Plane {
@@ -221,18 +238,36 @@ impl ChunkMeta {
     #[inline]
     pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> bool {
         let mut already = 0u64;
-        let mut g = lo;
-        while g < hi {
-            let w = g >> 6;
-            let end = core::cmp::min(hi, (w + 1) << 6);
-            let mask = span_mask(g & 63, end - (w << 6));
+        for (w, mask) in word_spans(lo, hi) {
             let old = self.word(plane, w).load(Relaxed);
             let new = if on { old | mask } else { old & !mask };
             if new != old {
                 self.word(plane, w).store(new, Release);
             }
             already |= if on { old & mask } else { !old & mask };
-            g = end;
+        }
+        already != 0
+    }
+
+    /// Clears both planes over `[lo, hi)`, live granules being freed, and returns whether
+    /// any of them was free already (a double free). One pass over the pairs: each alloc
+    /// word is stored before its start word, so a lock-free reader measuring the block
+    /// before these granules never sees one of them as its continuation (allocated, not
+    /// a start). The caller holds the arena lock.
+    #[inline]
+    pub fn clear_live(&self, lo: usize, hi: usize) -> bool {
+        let mut already = 0u64;
+        for (w, mask) in word_spans(lo, hi) {
+            let (alloc, start) = (self.word(Plane::Alloc, w), self.word(Plane::Start, w));
+            let old = alloc.load(Relaxed);
+            already |= !old & mask;
+            if old & mask != 0 {
+                alloc.store(old & !mask, Release);
+            }
+            let old = start.load(Relaxed);
+            if old & mask != 0 {
+                start.store(old & !mask, Release);
+            }
         }
         already != 0
     }

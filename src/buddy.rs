@@ -23,8 +23,9 @@
 //!   a time. Reading the alloc word before a free and the start word after it would show
 //!   the freed block as the tail of the live block before it, so they read each pair of
 //!   words with `ChunkMeta::pair` (re-read until stable). Writers clear a live granule's
-//!   alloc bit before its start bit and set start bits before alloc bits, so every state
-//!   in between describes the same live blocks. Only the metadata of a live block's own
+//!   alloc bit before its start bit and set start bits before alloc bits (per word:
+//!   freeing and marking make one pass over the pairs, two stores each in that order),
+//!   so every state in between describes the same live blocks. Only the metadata of a live block's own
 //!   chunk may be read without the lock (a trim may free other chunks' metadata).
 //! * Every granule below `top` belongs to a chunk whose `ChunkMeta` exists; the metadata
 //!   blocks are ordinary live blocks inside the arena, so the arena's extent is its whole
@@ -678,6 +679,11 @@ impl Arena {
     /// system: split into aligned blocks, each merged with free buddies.
     pub fn release_range(&mut self, lo: usize, hi: usize) {
         self.assign(Plane::Start, lo, hi, false);
+        self.release_cleared(lo, hi);
+    }
+
+    /// `release_range` for granules whose start bits are clear already.
+    fn release_cleared(&mut self, lo: usize, hi: usize) {
         let mut g = lo;
         while g < hi {
             let align = if g == 0 { MAX_ORDER } else { g.trailing_zeros() as usize };
@@ -839,31 +845,42 @@ impl Arena {
         if self.fresh_from != usize::MAX {
             self.fresh_from = self.fresh_from.max(end);
         }
-        if k == 1 {
-            self.assign(Plane::Start, g, end, false);
-            self.assign(Plane::Start, g, g + 1, true);
-            if n > 64 {
-                let base = g & !(CHUNK_GRANULES - 1);
-                self.meta_of(g).reshape_interior(g - base, g - base, end - base);
-            }
-        } else {
-            // A batch of small blocks: one store per bitmap word, the run's old start
-            // bits replaced by its blocks' first granules.
-            let mut next_start = g;
-            let mut ws = g & !63;
-            while ws < end {
+        if k == 1 && n > 64 {
+            let base = g & !(CHUNK_GRANULES - 1);
+            self.meta_of(g).reshape_interior(g - base, g - base, end - base);
+        }
+        // One pass over the bitmap pairs of the run: in each word, the start bits become
+        // the blocks' first granules (whatever free blocks started there before), then
+        // the alloc bits are set. In that order: a lock-free reader measuring the block
+        // before the run never sees one of its granules allocated and not a start, as if
+        // it continued that block. Words already right are not stored (the read-only
+        // image of lazy chunks).
+        let mut next_start = g;
+        let mut ws = g & !63;
+        while ws < end {
+            let m = self.meta_of(ws);
+            let chunk_end = core::cmp::min(end, (ws | (CHUNK_GRANULES - 1)) + 1);
+            while ws < chunk_end {
                 let (lo, hi) = (core::cmp::max(g, ws), core::cmp::min(end, ws + 64));
                 let mut starts = 0u64;
                 while next_start < hi {
                     starts |= 1 << (next_start - ws);
                     next_start += n;
                 }
-                let word = self.meta_of(ws).word(Plane::Start, (ws & (CHUNK_GRANULES - 1)) >> 6);
-                word.store((word.load(Relaxed) & !span_mask(lo - ws, hi - ws)) | starts, Release);
+                let mask = span_mask(lo - ws, hi - ws);
+                let w = (ws & (CHUNK_GRANULES - 1)) >> 6;
+                let (start, alloc) = (m.word(Plane::Start, w), m.word(Plane::Alloc, w));
+                let old = start.load(Relaxed);
+                if (old & !mask) | starts != old {
+                    start.store((old & !mask) | starts, Release);
+                }
+                let old = alloc.load(Relaxed);
+                if old | mask != old {
+                    alloc.store(old | mask, Release);
+                }
                 ws += 64;
             }
         }
-        self.assign(Plane::Alloc, g, end, true);
         let base = g & !(CHUNK_GRANULES - 1);
         self.meta_of(g).note_block_end(end - base);
         self.stats.live_granules += (n * k) as u64;
@@ -906,8 +923,9 @@ impl Arena {
     /// Places `n` granules at the lowest run of free granules that holds them.
     fn alloc_run(&mut self, n: usize) -> Option<usize> {
         let p = self.find_run(n, 0)?;
-        self.take_run(p, n);
+        let end = self.take_run(p, n);
         self.mark_live(p, n);
+        self.release_cleared(p + n, end);
         Some(p)
     }
 
@@ -934,8 +952,9 @@ impl Arena {
             // placement would put them, with one split of the free blocks.
             let room = self.free_run_len(p, (out.len() - got) * n);
             let k = core::cmp::max(1, room / n);
-            self.take_run(p, k * n);
+            let end = self.take_run(p, k * n);
             self.mark_live_run(p, n, k);
+            self.release_cleared(p + k * n, end);
             for i in 0..k {
                 out[got] = p + i * n;
                 got += 1;
@@ -956,8 +975,11 @@ impl Arena {
     }
 
     /// Takes the free blocks covering `[p, p+n)` (p starts a free block) off the free
-    /// lists and gives back what lies beyond `p+n`.
-    fn take_run(&mut self, p: usize, n: usize) {
+    /// lists and returns where the last of them ends, at or past `p+n`. Their start bits
+    /// stay until the run is marked live (`mark_live_run` rewrites them); what lies past
+    /// `p+n` is the caller's to release then, with `release_cleared` (before, its merges
+    /// would take the run's old blocks for free buddies).
+    fn take_run(&mut self, p: usize, n: usize) -> usize {
         let mut g = p;
         while g < p + n {
             let Some(k) = self.free_block_order(g) else {
@@ -966,12 +988,15 @@ impl Arena {
             self.take_free(g, k);
             g += 1 << k;
         }
-        // Clear the start bits inside the run now, so release_range's merges below see
-        // a consistent picture; mark_live sets the right ones.
+        g
+    }
+
+    /// `take_run` for a run marked live later, after other changes: clears its start
+    /// bits and releases what lies past it at once.
+    fn take_run_now(&mut self, p: usize, n: usize) {
+        let end = self.take_run(p, n);
         self.assign(Plane::Start, p, p + n, false);
-        if g > p + n {
-            self.release_range(p + n, g);
-        }
+        self.release_cleared(p + n, end);
     }
 
     /// Lowest run of `n` free granules within one chunk, starting at or after `from`.
@@ -1193,9 +1218,9 @@ impl Arena {
         if at >= span.lo || at + n < span.hi || at + n > self.top() {
             crate::report::internal("large block does not cover its lazy chunks");
         }
-        self.take_run(span.place, span.lo - span.place);
+        self.take_run_now(span.place, span.lo - span.place);
         if at + n > span.hi {
-            self.take_run(span.hi, at + n - span.hi);
+            self.take_run_now(span.hi, at + n - span.hi);
         }
         self.mark_live(at, n);
         if at > span.place {
@@ -1302,12 +1327,14 @@ impl Arena {
         if n > CHUNK_GRANULES {
             dirty -= self.materialize_lazy(g, g + n, !released);
         }
-        if self.assign(Plane::Alloc, g, g + n, false) {
+        let mut already_free = false;
+        self.each_chunk_part(g, g + n, |m, a, b| already_free |= m.clear_live(a, b));
+        if already_free {
             crate::report::misuse("free", crate::report::Misuse::DoubleFree, self.addr(g));
         }
         self.clear_interior(g, g + n);
         self.stats.live_granules -= n as u64;
-        self.release_range(g, g + n);
+        self.release_cleared(g, g + n);
         self.lower_hi_live(g + n);
         self.after_free(g + n, n, dirty);
     }
