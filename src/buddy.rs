@@ -25,8 +25,9 @@
 //!   words with `ChunkMeta::pair` (re-read until stable). Writers clear a live granule's
 //!   alloc bit before its start bit and set start bits before alloc bits (per word:
 //!   freeing and marking make one pass over the pairs, two stores each in that order),
-//!   so every state in between describes the same live blocks. Only the metadata of a live block's own
-//!   chunk may be read without the lock (a trim may free other chunks' metadata).
+//!   so every state in between describes the same live blocks. Only the metadata of a
+//!   live block's own chunk may be read without the lock (a trim may free other chunks'
+//!   metadata).
 //! * Every granule below `top` belongs to a chunk whose `ChunkMeta` exists; the metadata
 //!   blocks are ordinary live blocks inside the arena, so the arena's extent is its whole
 //!   footprint. A lazy chunk (`LAZY_BIT`), wholly inside a large live block that starts
