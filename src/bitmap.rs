@@ -151,7 +151,7 @@ pub fn span_mask(lo: usize, hi: usize) -> u64 {
 /// The bitmap words that granules `[lo, hi)` of a chunk lie in, each with the mask of
 /// those granules in it.
 #[inline]
-fn word_spans(lo: usize, hi: usize) -> impl Iterator<Item = (usize, u64)> {
+pub fn word_spans(lo: usize, hi: usize) -> impl Iterator<Item = (usize, u64)> {
     let mut g = lo;
     core::iter::from_fn(move || {
         if g >= hi {

@@ -857,19 +857,17 @@ impl Arena {
         // it continued that block. Words already right are not stored (the read-only
         // image of lazy chunks).
         let mut next_start = g;
-        let mut ws = g & !63;
-        while ws < end {
-            let m = self.meta_of(ws);
-            let chunk_end = core::cmp::min(end, (ws | (CHUNK_GRANULES - 1)) + 1);
-            while ws < chunk_end {
-                let (lo, hi) = (core::cmp::max(g, ws), core::cmp::min(end, ws + 64));
+        let mut base = g & !(CHUNK_GRANULES - 1);
+        self.each_chunk_part(g, end, |m, a, b| {
+            for (w, mask) in word_spans(a, b) {
+                // The word's first granule, and the end of the run's part of it.
+                let ws = base + (w << 6);
+                let hi = base + core::cmp::min(b, (w + 1) << 6);
                 let mut starts = 0u64;
                 while next_start < hi {
                     starts |= 1 << (next_start - ws);
                     next_start += n;
                 }
-                let mask = span_mask(lo - ws, hi - ws);
-                let w = (ws & (CHUNK_GRANULES - 1)) >> 6;
                 let (start, alloc) = (m.word(Plane::Start, w), m.word(Plane::Alloc, w));
                 let old = start.load(Relaxed);
                 if (old & !mask) | starts != old {
@@ -879,9 +877,9 @@ impl Arena {
                 if old | mask != old {
                     alloc.store(old | mask, Release);
                 }
-                ws += 64;
             }
-        }
+            base += CHUNK_GRANULES;
+        });
         let base = g & !(CHUNK_GRANULES - 1);
         self.meta_of(g).note_block_end(end - base);
         self.stats.live_granules += (n * k) as u64;
@@ -1387,8 +1385,9 @@ impl Arena {
         self.assign(Plane::Start, g + n, need_end, false);
         self.assign(Plane::Alloc, g + n, need_end, true);
         let base = g & !(CHUNK_GRANULES - 1);
-        self.meta_of(g).reshape_interior(g - base, g + n - base, need_end - base);
-        self.meta_of(g).note_block_end(need_end - base);
+        let meta = self.meta_of(g);
+        meta.reshape_interior(g - base, g + n - base, need_end - base);
+        meta.note_block_end(need_end - base);
         self.stats.live_granules += (m - n) as u64;
         if need_end < blocks_end {
             self.release_range(need_end, blocks_end);
@@ -1404,8 +1403,9 @@ impl Arena {
             self.clear_interior(g + m, g + n);
             // (before the freed tail can become a free block whose order this slot holds)
             let base = g & !(CHUNK_GRANULES - 1);
-            self.meta_of(g).reshape_interior(g - base, g + n - base, g + m - base);
-            self.meta_of(g).note_block_end(g + m - base);
+            let meta = self.meta_of(g);
+            meta.reshape_interior(g - base, g + n - base, g + m - base);
+            meta.note_block_end(g + m - base);
             self.stats.live_granules -= (n - m) as u64;
             self.release_range(g + m, g + n);
             self.lower_hi_live(g + n);
