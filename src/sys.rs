@@ -27,7 +27,7 @@ pub fn sbrk_is_libcs() -> bool {
     extern "C" {
         fn __sbrk(increment: libc::intptr_t) -> *mut c_void;
     }
-    libc::sbrk as *const () as usize == __sbrk as *const () as usize
+    core::ptr::eq(libc::sbrk as *const (), __sbrk as *const ())
 }
 
 pub fn sbrk(delta: isize) -> Option<usize> {
