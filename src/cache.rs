@@ -46,8 +46,9 @@ const FLUSH_BATCH: usize = 256;
 /// at most for a class that keeps refilling (`ThreadCache::refill_volume`).
 const REFILL_BYTES: usize = 1 << 10;
 const REFILL_MAX_BYTES: usize = 16 << 10;
-/// Refill blocks at most (the refill's stack buffer).
+/// Refill blocks at most (the refill's stack buffer), and what a usual one takes.
 const REFILL_MAX_BLOCKS: usize = 16 << MAX_SCALE;
+const REFILL_FEW_BLOCKS: usize = 16;
 
 /// Operation counters of one thread. Written by the owner only.
 #[derive(Default)]
@@ -586,10 +587,18 @@ impl ThreadCache {
         let usual = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16) << self.scale[n];
         let streak = (self.refill_volume[n] as usize / 256 / n).min(REFILL_MAX_BYTES / (n * GRANULE));
         let want = usual.max(streak).min(REFILL_MAX_BLOCKS);
-        let mut got = [0usize; REFILL_MAX_BLOCKS];
+        // (Most refills want a few blocks: the large buffer is only cleared for the rest.)
+        let mut few = [0usize; REFILL_FEW_BLOCKS];
+        let mut many;
+        let got = if want <= REFILL_FEW_BLOCKS {
+            &mut few[..want]
+        } else {
+            many = [0usize; REFILL_MAX_BLOCKS];
+            &mut many[..want]
+        };
         let (k, budget) = sys::keep_errno(|| {
             let mut h = HEAP.lock();
-            (h.alloc_batch(n, &mut got[..want]), budget_for(h.held_bytes()))
+            (h.alloc_batch(n, got), budget_for(h.held_bytes()))
         });
         self.budget = budget;
         if k == 0 {
