@@ -70,6 +70,13 @@ pub struct ChunkMeta {
     /// that block's marking changes it, so it stays put while the block is live); a
     /// stale nonzero value only sends a free to the locked path.
     pub runs_on: AtomicU8,
+    /// Every alloc word below this index is full: a search for free granules starts
+    /// here (in a heap being filled, the chunk a refill searches is full up to near its
+    /// end, and the search walked its full words from the start). Lowered wherever
+    /// alloc bits are cleared (`assign`, `clear_live`), raised by `find_free_run` to
+    /// the first word it finds not full. Under the arena lock. (0 in the interior
+    /// image: it is never searched, and neither change stores a value already there.)
+    pub full_below: AtomicU8,
 }
 
 /// `big_order` values from this up mark words wholly inside a live block.
@@ -237,6 +244,9 @@ impl ChunkMeta {
     /// The caller holds the arena lock (the only writer).
     #[inline]
     pub fn assign(&self, plane: Plane, lo: usize, hi: usize, on: bool) -> bool {
+        if plane == Plane::Alloc && !on {
+            self.lower_full_below(lo >> 6);
+        }
         let mut already = 0u64;
         for (w, mask) in word_spans(lo, hi) {
             let old = self.word(plane, w).load(Relaxed);
@@ -256,6 +266,7 @@ impl ChunkMeta {
     /// a start). The caller holds the arena lock.
     #[inline]
     pub fn clear_live(&self, lo: usize, hi: usize) -> bool {
+        self.lower_full_below(lo >> 6);
         let mut already = 0u64;
         for (w, mask) in word_spans(lo, hi) {
             let (alloc, start) = (self.word(Plane::Alloc, w), self.word(Plane::Start, w));
@@ -270,6 +281,14 @@ impl ChunkMeta {
             }
         }
         already != 0
+    }
+
+    /// Word `w` may have free granules now: searches must not start above it.
+    #[inline]
+    fn lower_full_below(&self, w: usize) {
+        if w < self.full_below.load(Relaxed) as usize {
+            self.full_below.store(w as u8, Relaxed);
+        }
     }
 
     /// Sets or clears one bit (the caller holds the arena lock).
@@ -453,6 +472,11 @@ impl ChunkMeta {
         // 62 granules long (and shorter than n, or it would have been found).
         let mut longest = n.min(63) - 1;
         let words = limit.div_ceil(64);
+        // Full words hold no free granule: start past them.
+        let full_below = self.full_below.load(Relaxed) as usize;
+        let from = if from >> 6 < full_below { full_below << 6 } else { from };
+        // While true, every word from `full_below` to `w` has been full.
+        let mut all_full = from >> 6 == full_below;
         let mut below_from = span_mask(0, from & 63);
         let mut w = (from >> 6).wrapping_sub(1);
         loop {
@@ -460,7 +484,14 @@ impl ChunkMeta {
             if w >= words {
                 return Err(longest.max(carried));
             }
-            let mut free = !self.alloc_word(w) & !below_from;
+            let alloc = self.alloc_word(w);
+            if all_full && alloc != u64::MAX {
+                all_full = false;
+                if w > full_below {
+                    self.full_below.store(w as u8, Relaxed);
+                }
+            }
+            let mut free = !alloc & !below_from;
             below_from = 0;
             if free == 0 {
                 // Most words a search passes are full; the interior words of a block
@@ -694,6 +725,8 @@ mod tests {
                 };
                 m.word(Plane::Alloc, w).store(bits, Relaxed);
             }
+            // (Words written directly: the hint must not claim any of them full.)
+            m.full_below.store(0, Relaxed);
             let free = |g: usize| !m.test(Plane::Alloc, g);
             for n in [1, 2, 3, 5, 8, 13, 31, 32, 33, 63, 64, 65, 100, 130, 700, 4000] {
                 let from = (x as usize >> 20) % 4096;

@@ -106,6 +106,10 @@ fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
     }
     for c in 0..a.top().div_ceil(CHUNK_GRANULES) {
         let m = a.meta(c).unwrap();
+        // Searches skip the words below `full_below`: they must hold no free granule.
+        for w in 0..m.full_below.load(Relaxed) as usize {
+            assert_eq!(m.alloc_word(w), u64::MAX, "chunk {c}: word {w} below full_below has free granules");
+        }
         let mut mask = 0u32;
         for k in 0..=MAX_ORDER {
             let want = free_counts.get(&(c, k)).copied().unwrap_or(0);
