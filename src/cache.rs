@@ -42,13 +42,15 @@ pub const CLASSES: usize = crate::buddy::CACHEABLE_GRANULES;
 const CLASS_BYTES: usize = 64 << 10;
 /// Blocks sorted and returned to the heap together (a stack buffer of addresses).
 const FLUSH_BATCH: usize = 256;
-/// Bytes of blocks a refill brings in at once (at least one block, at most 16), and
-/// at most for a class that keeps refilling (`ThreadCache::refill_volume`).
+/// Bytes of blocks a refill brings in at once (at least one block, at most
+/// `REFILL_FEW_BLOCKS`), and at most for a class that keeps refilling
+/// (`ThreadCache::refill_volume`).
 const REFILL_BYTES: usize = 1 << 10;
 const REFILL_MAX_BYTES: usize = 16 << 10;
-/// Refill blocks at most (the refill's stack buffer), and what a usual one takes.
-const REFILL_MAX_BLOCKS: usize = 16 << MAX_SCALE;
+/// Blocks a usual refill takes at most, and a refill at all (the refill's stack
+/// buffers): a class that keeps overflowing refills `scale`-times more.
 const REFILL_FEW_BLOCKS: usize = 16;
+const REFILL_MAX_BLOCKS: usize = REFILL_FEW_BLOCKS << MAX_SCALE;
 
 /// Operation counters of one thread. Written by the owner only.
 #[derive(Default)]
@@ -584,7 +586,7 @@ impl ThreadCache {
             self.cached += taken.count * n;
             return self.pop(n);
         }
-        let usual = (REFILL_BYTES / (n * GRANULE)).clamp(1, 16) << self.scale[n];
+        let usual = (REFILL_BYTES / (n * GRANULE)).clamp(1, REFILL_FEW_BLOCKS) << self.scale[n];
         let streak = (self.refill_volume[n] as usize / 256 / n).min(REFILL_MAX_BYTES / (n * GRANULE));
         let want = usual.max(streak).min(REFILL_MAX_BLOCKS);
         // (Most refills want a few blocks: the large buffer is only cleared for the rest.)
