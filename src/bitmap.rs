@@ -209,7 +209,9 @@ impl ChunkMeta {
     /// `pair` where the CPU loads both words at once; `None` elsewhere.
     #[inline(always)]
     pub fn pair_at_once(&self, w: usize) -> Option<(u64, u64)> {
-        crate::sys::load_pair(self.bits[w].as_ptr() as *const u64)
+        // SAFETY: a pair of words of this metadata, 16-byte aligned (`bits`); checked
+        // that the CPU loads it at once.
+        crate::sys::pair_loads_atomic().then(|| unsafe { crate::sys::load_pair_atomic(self.bits[w].as_ptr() as *const u64) })
     }
 
     /// Word `w` of both planes as one consistent pair `(alloc, start)`. Writers (under the

@@ -162,6 +162,10 @@ pub struct Arena {
     pub base: usize,
     /// Granules below the heap top. Written under the lock, read without it.
     top: AtomicUsize,
+    /// `top` where the CPU loads a bitmap pair atomically, else 0: what the free fast
+    /// path (`short_block_at`) checks pointers against, so that the one comparison
+    /// also keeps it off a CPU it cannot run on. Stored with `top` (`set_top`).
+    fast_top: AtomicUsize,
     /// End of the highest live block (user, cached or metadata): everything from here
     /// to the top is free. Written under the lock, read without it by `free`, which
     /// sends the block just below the free tail straight back so the top can shrink.
@@ -231,6 +235,7 @@ impl Arena {
         Arena {
             base: 0,
             top: AtomicUsize::new(0),
+            fast_top: AtomicUsize::new(0),
             hi_live: AtomicUsize::new(0),
             limit: 0,
             dir: core::ptr::null_mut(),
@@ -279,6 +284,7 @@ impl Arena {
         Arena {
             base,
             top: AtomicUsize::new(0),
+            fast_top: AtomicUsize::new(0),
             hi_live: AtomicUsize::new(0),
             limit: core::cmp::min(limit, 1usize << MAX_ORDER),
             dir: dir_mem as *mut DirEntry,
@@ -301,6 +307,11 @@ impl Arena {
     #[inline]
     pub fn top(&self) -> usize {
         self.top.load(Acquire)
+    }
+
+    fn set_top(&self, top: usize) {
+        self.top.store(top, Release);
+        self.fast_top.store(if sys::pair_loads_atomic() { top } else { 0 }, Release);
     }
 
     /// How low the free tail could reach if the thread-cached blocks ending at `g`
@@ -511,7 +522,7 @@ impl Arena {
         // far above any top: one comparison checks both. A stale top only sends the
         // call to the slow path, which rereads it.
         let g = addr.wrapping_sub(self.base).rotate_right(GRANULE_SHIFT as u32);
-        if g >= self.top.load(Relaxed) {
+        if g >= self.fast_top.load(Relaxed) {
             return None;
         }
         // (The metadata stays while a live block, the caller's, lies in the chunk.)
@@ -525,8 +536,10 @@ impl Arena {
         // granules (see `ChunkMeta::bits`); one address computation for both words.
         let w = (g >> 6) & (WORDS - 1);
         let pair = self.base + ((m - 1 + w) << GRANULE_SHIFT);
-        // (Without atomic 16-byte loads the slow path rereads the pair until stable.)
-        let (alloc, start) = sys::load_pair(pair as *const u64)?;
+        // SAFETY: the pair of g's word in its chunk's metadata (16-byte aligned, live
+        // while the caller's block is); g is below `fast_top`, which is 0 unless the
+        // CPU loads pairs atomically (without, the slow path rereads until stable).
+        let (alloc, start) = unsafe { sys::load_pair_atomic(pair as *const u64) };
         let b = g & 63;
         if ((alloc & start) >> b) & 1 == 0 {
             return None;
@@ -545,7 +558,9 @@ impl Arena {
         }
         // The block runs into the next word of the same chunk: it ends there if it is
         // a small one (at most 64 granules).
-        let (alloc, start) = sys::load_pair((pair + GRANULE) as *const u64)?;
+        // SAFETY: the next pair of the same metadata (w + 1 < WORDS); atomic loads as
+        // above.
+        let (alloc, start) = unsafe { sys::load_pair_atomic((pair + GRANULE) as *const u64) };
         let stop = start | !alloc;
         if stop == 0 {
             return None;
@@ -1514,7 +1529,7 @@ impl Arena {
             self.set_run_hint(c, usize::MAX);
             self.dir(c).meta.store(at as u32 + 1, Release);
         }
-        self.top.store(new_top, Release);
+        self.set_top(new_top);
         // Every chunk now has metadata: record the metadata placed in the tail as live.
         let mut g = tail;
         while g < place {
@@ -1613,7 +1628,7 @@ impl Arena {
                 self.clear_interior(tail, clear_end);
                 self.assign(Plane::Start, tail, clear_end, false);
             }
-            self.top.store(new_top, Release);
+            self.set_top(new_top);
             for c in keep_chunks..old_chunks {
                 // (A lazy chunk lies inside a live block, never above the free tail.)
                 let m = (self.dir(c).meta.swap(0, AcqRel) & !LAZY_BIT) as usize;

@@ -177,7 +177,7 @@ pub fn futex_wake_one(word: &core::sync::atomic::AtomicU32) {
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1) };
 }
 
-/// Whether an aligned 16-byte load is atomic on this CPU (see `load_pair`).
+/// Whether an aligned 16-byte load is atomic on this CPU (see `load_pair_atomic`).
 static ATOMIC_LOAD16: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Checks the CPU once (at heap initialisation): Intel and AMD guarantee that aligned
@@ -190,16 +190,24 @@ pub fn detect_cpu() {
     }
 }
 
-/// Loads the two words at `p` (16-byte aligned) as one atomic access, if the CPU
-/// guarantees that; `None` otherwise (the caller falls back to re-reading).
+/// Whether `load_pair_atomic` may be used on this CPU (known after `detect_cpu`).
 #[inline(always)]
-pub fn load_pair(p: *const u64) -> Option<(u64, u64)> {
+pub fn pair_loads_atomic() -> bool {
+    ATOMIC_LOAD16.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Loads the two words at `p` as one atomic access.
+///
+/// # Safety
+/// `p` is a valid, 16-byte aligned pair of words and `pair_loads_atomic()` is true.
+#[inline(always)]
+pub unsafe fn load_pair_atomic(p: *const u64) -> (u64, u64) {
     #[cfg(target_arch = "x86_64")]
-    if ATOMIC_LOAD16.load(core::sync::atomic::Ordering::Relaxed) {
+    {
         let (lo, hi): (u64, u64);
-        // SAFETY: the caller passes a valid, 16-byte aligned pair of words; movdqa is a
-        // single 16-byte load, atomic on this CPU (checked in detect_cpu), and like every
-        // x86 load it is ordered after earlier loads (acquire).
+        // SAFETY: movdqa is a single 16-byte load, atomic on this CPU (the caller's
+        // contract, from detect_cpu), and like every x86 load it is ordered after
+        // earlier loads (acquire).
         unsafe {
             core::arch::asm!(
                 "movdqa {x}, xmmword ptr [{p}]",
@@ -212,10 +220,13 @@ pub fn load_pair(p: *const u64) -> Option<(u64, u64)> {
                 options(nostack, readonly, preserves_flags),
             );
         }
-        return Some((lo, hi));
+        (lo, hi)
     }
-    let _ = p;
-    None
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = p;
+        unreachable!("pair_loads_atomic() is never true here")
+    }
 }
 
 /// Asks the CPU to bring the line at `p` into the cache: a hint that never faults, on

@@ -14,6 +14,9 @@ pub struct TestArena {
 
 impl TestArena {
     pub fn new(bytes: usize) -> TestArena {
+        // Before the arena first grows: the free fast path's bound (`fast_top`) follows
+        // the top only where pair loads are atomic, as the process heap's does.
+        crate::sys::detect_cpu();
         let limit = bytes / GRANULE;
         let mem_layout = Layout::from_size_align(bytes, sys::PAGE).unwrap();
         let dir_layout = Layout::from_size_align(Arena::directory_bytes(limit).max(8), 8).unwrap();
@@ -56,8 +59,8 @@ fn meta_starts(a: &Arena) -> Vec<usize> {
 
 /// Checks every structural invariant against the model of live user blocks.
 fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
-    // (So that the free fast path, `short_block_at`, loads bitmap pairs as it would.)
-    crate::sys::detect_cpu();
+    // The free fast path checks pointers against `fast_top`: stored with every top.
+    assert_eq!(a.fast_top.load(Relaxed), if sys::pair_loads_atomic() { a.top() } else { 0 });
     let metas = meta_starts(a);
     let mut live = 0usize;
     let mut expect_next = 0;
