@@ -183,7 +183,8 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
     }
 }
 
-/// Frees the block at `p` (non-null). The fast path: a small block of the brk heap that
+/// Frees the block at `p` (null: nothing, on the slow path: a null pointer fails the
+/// fast path's arena check, far below the heap). The fast path: a small block of the brk heap that
 /// ends in the bitmap word where it starts or the next one, and is not the highest live
 /// block, goes to the thread cache; one or two bitmap pairs are read, the block only
 /// written. No call is made on that path, so it needs no saved registers; everything
@@ -208,6 +209,9 @@ pub fn free(p: *mut u8) {
 /// without atomic 16-byte loads.
 #[inline(never)]
 fn free_other(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
     let addr = p as usize;
     if let (Some(tc), Some(arena)) = (cache::current(), heap::arena_of(addr)) {
         // n == 0: the block reaches its chunk's end; the slow path measures it.

@@ -34,9 +34,6 @@ fn malloc_other(size: usize) -> Ptr {
 
 #[no_mangle]
 pub extern "C" fn free(p: Ptr) {
-    if p.is_null() {
-        return;
-    }
     alloc::free(p as *mut u8);
 }
 
