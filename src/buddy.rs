@@ -160,6 +160,10 @@ const PAGE_GRANULES: usize = sys::PAGE / GRANULE;
 pub struct Arena {
     /// Address of granule 0; page aligned. Immutable once the arena is published.
     pub base: usize,
+    /// `base - GRANULE`: the pairs of the metadata whose directory entry reads `m`
+    /// start at `meta_base + 16 m` (entries hold the metadata's granule plus one).
+    /// Immutable once the arena is published.
+    meta_base: usize,
     /// Granules below the heap top. Written under the lock, read without it.
     top: AtomicUsize,
     /// `top` where the CPU loads a bitmap pair atomically, else 0: what the free fast
@@ -234,6 +238,7 @@ impl Arena {
     pub const fn empty() -> Arena {
         Arena {
             base: 0,
+            meta_base: 0,
             top: AtomicUsize::new(0),
             fast_top: AtomicUsize::new(0),
             hi_live: AtomicUsize::new(0),
@@ -283,6 +288,7 @@ impl Arena {
         let hints_at = groups_at + chunks.div_ceil(64) * 4;
         Arena {
             base,
+            meta_base: base.wrapping_sub(GRANULE),
             top: AtomicUsize::new(0),
             fast_top: AtomicUsize::new(0),
             hi_live: AtomicUsize::new(0),
@@ -531,11 +537,12 @@ impl Arena {
         if (m as i32) <= 0 {
             return None;
         }
-        let m = m as usize;
         // The pair of g's word: the metadata starts at granule m - 1, its pairs are
-        // granules (see `ChunkMeta::bits`); one address computation for both words.
-        let w = (g >> 6) & (WORDS - 1);
-        let pair = self.base + ((m - 1 + w) << GRANULE_SHIFT);
+        // granules (see `ChunkMeta::bits`), word w's at byte 16 w, which is g's bits 6..
+        // shifted down by 2.
+        const LAST_PAIR: usize = (WORDS - 1) << GRANULE_SHIFT;
+        let offset = (g >> (6 - GRANULE_SHIFT)) & LAST_PAIR;
+        let pair = self.meta_base + ((m as usize) << GRANULE_SHIFT) + offset;
         // SAFETY: the pair of g's word in its chunk's metadata (16-byte aligned, live
         // while the caller's block is); g is below `fast_top`, which is 0 unless the
         // CPU loads pairs atomically (without, the slow path rereads until stable).
@@ -548,17 +555,17 @@ impl Arena {
         if stop != 0 {
             return Some((g, 1 + stop.trailing_zeros() as usize));
         }
-        if w + 1 == WORDS {
+        if offset == LAST_PAIR {
             // The block reaches its chunk's end, where it ends unless it may run on. (The
             // metadata starts WORDS - 1 pairs before this last one: addressed from `pair`,
             // no other value stays live in a register, and the path saves none.)
             // SAFETY: `pair` is the last pair of g's chunk metadata (above).
-            let meta = unsafe { &*((pair - ((WORDS - 1) << GRANULE_SHIFT)) as *const ChunkMeta) };
+            let meta = unsafe { &*((pair - LAST_PAIR) as *const ChunkMeta) };
             return (meta.runs_on.load(Acquire) == 0).then_some((g, 64 - b));
         }
         // The block runs into the next word of the same chunk: it ends there if it is
         // a small one (at most 64 granules).
-        // SAFETY: the next pair of the same metadata (w + 1 < WORDS); atomic loads as
+        // SAFETY: the next pair of the same metadata (not the last); atomic loads as
         // above.
         let (alloc, start) = unsafe { sys::load_pair_atomic((pair + GRANULE) as *const u64) };
         let stop = start | !alloc;
