@@ -603,10 +603,11 @@ impl Arena {
     // ----- tags -------------------------------------------------------------------
 
     /// The tag of a block parked in a thread cache (`cache.rs` computes the same from
-    /// `cached_tag(0)`).
+    /// `cached_tag(0)`): the address under the per-process random key, so that no
+    /// program can write it into a block by chance or on purpose, and one XOR to make.
     #[inline]
     pub fn cached_tag(&self, addr: usize) -> u64 {
-        self.key ^ CACHED_SALT ^ (addr as u64).rotate_left(29)
+        self.key ^ CACHED_SALT ^ addr as u64
     }
 
     /// Whether a buddy-free block of exactly order `k` may start at `g`, as far as the

@@ -116,7 +116,7 @@ pub struct ThreadCache {
     /// memory the heap holds, between `BUDGET_MIN` and `BUDGET_MAX` (updated at each
     /// refill from the heap). Past it, every list gives up half.
     budget: usize,
-    /// `tag(addr)` is `key ^ addr.rotate_left(29)` (the arena's cached tag).
+    /// `tag(addr)` is `key ^ addr` (the arena's cached tag).
     key: u64,
     pub counters: Counters,
     next: *mut ThreadCache,
@@ -421,7 +421,7 @@ fn create() -> Option<&'static mut ThreadCache> {
 impl ThreadCache {
     #[inline(always)]
     fn tag(&self, addr: usize) -> u64 {
-        self.key ^ (addr as u64).rotate_left(29)
+        self.key ^ addr as u64
     }
 
     /// Pops the most recently cached block of `n` granules and makes it the user's.
@@ -827,7 +827,7 @@ fn give_back(h: &mut Heap, key: u64, n: usize, mut cur: *mut CachedHeader, count
             // SAFETY: list nodes are cached blocks of the list's owner; read the link
             // before the buddy reuses the header.
             unsafe {
-                let tagged = (*cur).tag == key ^ (addr as u64).rotate_left(29);
+                let tagged = (*cur).tag == key ^ addr as u64;
                 cur = (*cur).next;
                 if !tagged {
                     if strict {
