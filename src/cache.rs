@@ -10,7 +10,7 @@
 //!   `pop` and `give_back` clear it before the block is handed out or returned to the
 //!   buddy.
 //! * Each list is LIFO (the most recently freed block of a size is the next one handed
-//!   out) and `counts[n]` nodes long, at most `limits[n]`; the last node links to null.
+//!   out) and `count(n)` nodes long, at most `limits[n]`; the last node links to null.
 //! * `cached` is the granules on all lists (mid-size blocks at their list's class
 //!   size), at most `budget` after any push.
 //! * Only the owning thread touches a cache's lists; other threads read its counters
@@ -92,8 +92,11 @@ pub struct ThreadCache {
     /// List `n` (1 to `CLASSES`): blocks of `n` granules; then the mid-size lists. List
     /// 0 stays empty, so the `malloc` fast path sends a request of 0 bytes on as a miss.
     heads: [*mut CachedHeader; LISTS],
-    counts: [u32; LISTS],
-    /// Most blocks list `n` may hold: `LIMITS[n] << scale[n]`.
+    /// How many more blocks list `n` may take: `limits[n]` less its length (`count`).
+    /// Kept as room, not as a length, so that a push is one decrement whose sign tells
+    /// the list is over its limit.
+    room: [i32; LISTS],
+    /// Most blocks list `n` may hold: `LIMITS[n] << scale[n]` (`set_limit`).
     limits: [u32; LISTS],
     /// Class `n` may hold `LIMITS[n] << scale[n]` blocks and refills `scale`-times more
     /// at once: a class that overflows after a refill doubles both (up to `MAX_SCALE`), so that a
@@ -109,12 +112,13 @@ pub struct ThreadCache {
     /// at once: 1/256 of this, up to `REFILL_MAX_BYTES` (and `REFILL_MAX_BLOCKS`), so
     /// what it may leave cached unused stays a small fraction of what it took.
     refill_volume: [u32; CLASSES + 1],
-    /// Granules on all lists (mid-size blocks at their list's class size): kept by push and
-    /// pop, recounted by the slow paths. At most `budget` after a push.
-    cached: usize,
+    /// `budget` less the granules on all lists (mid-size blocks at their list's class
+    /// size; `cached_granules`): kept by push and pop, and by the slow paths. Negative
+    /// after a push: the cache is over its budget.
+    budget_room: isize,
     /// Most granules this thread may keep cached, all lists together: an eighth of the
     /// memory the heap holds, between `BUDGET_MIN` and `BUDGET_MAX` (updated at each
-    /// refill from the heap). Past it, every list gives up half.
+    /// refill from the heap, `set_budget`). Past it, every list gives up half.
     budget: usize,
     /// `tag(addr)` is `key ^ addr` (the arena's cached tag).
     key: u64,
@@ -262,6 +266,17 @@ const LIMITS: [u32; LISTS] = {
     l
 };
 
+/// `ThreadCache::room` of an empty cache: its lists' limits.
+const ROOM: [i32; LISTS] = {
+    let mut r = [0i32; LISTS];
+    let mut n = 0;
+    while n < LISTS {
+        r[n] = LIMITS[n] as i32;
+        n += 1;
+    }
+    r
+};
+
 /// Granules of each block on list `i`, for the small classes; the least for mid ones.
 const fn list_granules(i: usize) -> usize {
     if i < MID_BASE { i } else { mid_size(i - MID_BASE) }
@@ -402,7 +417,9 @@ fn create() -> Option<&'static mut ThreadCache> {
         core::ptr::write_bytes(tc as *mut u8, 0, core::mem::size_of::<ThreadCache>());
         (*tc).key = h.brk.cached_tag(0);
         (*tc).limits = LIMITS;
+        (*tc).room = ROOM;
         (*tc).budget = BUDGET_MIN;
+        (*tc).budget_room = BUDGET_MIN as isize;
         let reg = registry(&mut h);
         (*tc).next = reg.head;
         if !reg.head.is_null() {
@@ -419,6 +436,28 @@ fn create() -> Option<&'static mut ThreadCache> {
 }
 
 impl ThreadCache {
+    /// Blocks on list `n`.
+    #[inline]
+    fn count(&self, n: usize) -> usize {
+        (self.limits[n] as i64 - self.room[n] as i64) as usize
+    }
+
+    fn set_count(&mut self, n: usize, count: usize) {
+        self.room[n] = self.limits[n] as i32 - count as i32;
+    }
+
+    fn set_limit(&mut self, n: usize, limit: u32) {
+        self.room[n] += limit as i32 - self.limits[n] as i32;
+        self.limits[n] = limit;
+    }
+
+    /// Changes the budget, and the room with it. Call with the lock held: readers of
+    /// `cached_granules` hold it, and see the two fields agree.
+    fn set_budget(&mut self, budget: usize) {
+        self.budget_room += budget as isize - self.budget as isize;
+        self.budget = budget;
+    }
+
     #[inline(always)]
     fn tag(&self, addr: usize) -> u64 {
         self.key ^ addr as u64
@@ -450,8 +489,8 @@ impl ThreadCache {
         // block's line in turn.
         sys::prefetch(next);
         self.heads[i] = next;
-        self.counts[i] -= 1;
-        self.cached -= granules;
+        self.room[i] += 1;
+        self.budget_room += granules as isize;
         Some(addr)
     }
 
@@ -472,12 +511,9 @@ impl ThreadCache {
         // SAFETY: the block is live and the caller's to give up; 16 bytes, aligned.
         unsafe { h.write(CachedHeader { tag: self.tag(addr), next: head }) };
         self.heads[i] = h;
-        let count = self.counts[i] + 1;
-        self.counts[i] = count;
-        let cached = self.cached + granules;
-        self.cached = cached;
-        // One branch for both limits.
-        if (count > self.limits[i]) | (cached > self.budget) {
+        self.room[i] -= 1;
+        self.budget_room -= granules as isize;
+        if self.room[i] < 0 || self.budget_room < 0 {
             self.overflow(i);
         }
     }
@@ -529,8 +565,8 @@ impl ThreadCache {
                         false => (*prev).next = next,
                     }
                 }
-                self.counts[i] -= 1;
-                self.cached -= LIST_GRANULES[i] as usize;
+                self.room[i] += 1;
+                self.budget_room += LIST_GRANULES[i] as isize;
                 return Some(addr);
             }
             prev = cur;
@@ -561,10 +597,13 @@ impl ThreadCache {
         self.push_list(addr, i, LIST_GRANULES[i] as usize);
     }
 
-    /// Granules parked in this cache (read by statistics from any thread).
+    /// Granules parked in this cache (read by statistics from any thread, with the lock
+    /// held: the budget changes only under it, and push and pop move the room alone).
     pub fn cached_granules(&self) -> usize {
-        // SAFETY: a plain word owned by one thread; a torn value is fine for statistics.
-        unsafe { core::ptr::read_volatile(&self.cached) }
+        // SAFETY: plain words owned by one thread; a value a push or pop is changing is
+        // fine for statistics.
+        let (budget, room) = unsafe { (core::ptr::read_volatile(&self.budget), core::ptr::read_volatile(&self.budget_room)) };
+        (budget as isize - room).max(0) as usize
     }
 
     /// Takes several blocks of `n` granules from the heap in one lock hold; returns one
@@ -582,8 +621,8 @@ impl ThreadCache {
         if taken.count > 0 {
             // The list of class n is empty (pop failed): the transfer list becomes it.
             self.heads[n] = taken.head;
-            self.counts[n] = taken.count as u32;
-            self.cached += taken.count * n;
+            self.set_count(n, taken.count);
+            self.budget_room -= (taken.count * n) as isize;
             return self.pop(n);
         }
         let usual = (REFILL_BYTES / (n * GRANULE)).clamp(1, REFILL_FEW_BLOCKS) << self.scale[n];
@@ -598,11 +637,12 @@ impl ThreadCache {
             many = [0usize; REFILL_MAX_BLOCKS];
             &mut many[..want]
         };
-        let (k, budget) = sys::keep_errno(|| {
+        let k = sys::keep_errno(|| {
             let mut h = HEAP.lock();
-            (h.alloc_batch(n, got), budget_for(h.held_bytes()))
+            let k = h.alloc_batch(n, got);
+            self.set_budget(budget_for(h.held_bytes()));
+            k
         });
-        self.budget = budget;
         if k == 0 {
             return None;
         }
@@ -613,8 +653,8 @@ impl ThreadCache {
             // SAFETY: a live block just allocated for this cache.
             unsafe { h.write(CachedHeader { tag: self.tag(addr), next: self.heads[n] }) };
             self.heads[n] = h;
-            self.counts[n] += 1;
-            self.cached += n;
+            self.room[n] -= 1;
+            self.budget_room -= n as isize;
         }
         Some(got[0])
     }
@@ -623,12 +663,12 @@ impl ThreadCache {
     /// the lock held.
     pub fn give_all_back(&mut self, h: &mut Heap, strict: bool) {
         for i in 1..LISTS {
-            let (head, count) = (self.heads[i], self.counts[i] as usize);
+            let (head, count) = (self.heads[i], self.count(i));
             self.heads[i] = core::ptr::null_mut();
-            self.counts[i] = 0;
+            self.set_count(i, 0);
             give_back(h, self.key, i, head, count, strict);
         }
-        self.cached = 0;
+        self.budget_room = self.budget as isize;
     }
 
     /// Returns every block of this cache and of the transfer lists to the heap (cached
@@ -642,7 +682,7 @@ impl ThreadCache {
     #[cold]
     fn overflow(&mut self, n: usize) {
         let limit = self.limits[n] as usize;
-        if self.cached > self.budget {
+        if self.budget_room < 0 {
             // The whole cache is full: every list gives up half, in one lock hold (a
             // lock and a reclaim check per list cost more than the lists' blocks did
             // on a small heap of 1-64 KiB blocks, where the budget overflows often;
@@ -650,7 +690,7 @@ impl ThreadCache {
             sys::keep_errno(|| {
                 let mut h = HEAP.lock();
                 for i in 1..LISTS {
-                    self.flush_locked(&mut h, i, self.counts[i] as usize / 2);
+                    self.flush_locked(&mut h, i, self.count(i) / 2);
                 }
                 self.reclaim_if_little_left(&mut h);
             });
@@ -659,7 +699,7 @@ impl ThreadCache {
         self.flush(n, limit / 2);
         if self.refilled[n] && self.scale[n] < MAX_SCALE {
             self.scale[n] += 1;
-            self.limits[n] = LIMITS[n] << self.scale[n];
+            self.set_limit(n, LIMITS[n] << self.scale[n]);
         }
         self.refilled[n] = false;
     }
@@ -687,7 +727,7 @@ impl ThreadCache {
 
     /// Takes all but the `keep` oldest blocks off list `n`: (first, last, how many).
     fn detach(&mut self, n: usize, keep: usize) -> Option<Detached> {
-        let count = self.counts[n] as usize;
+        let count = self.count(n);
         if count <= keep {
             return None;
         }
@@ -708,8 +748,8 @@ impl ThreadCache {
             self.heads[n] = (*last).next;
             (*last).next = core::ptr::null_mut();
         }
-        self.counts[n] = keep as u32;
-        self.cached -= moved * LIST_GRANULES[n] as usize;
+        self.set_count(n, keep);
+        self.budget_room += (moved * LIST_GRANULES[n] as usize) as isize;
         Some(Detached { first, last, moved })
     }
 
@@ -743,7 +783,7 @@ impl ThreadCache {
     /// count. A block freed twice and not reused since is found here at exit.
     pub fn verify(&self) {
         for n in 1..LISTS {
-            let count = self.counts[n] as usize;
+            let count = self.count(n);
             let mut cur = self.heads[n];
             for _ in 0..count {
                 if cur.is_null() {
@@ -766,10 +806,10 @@ impl ThreadCache {
         }
     }
 
-    /// The first node of list `n` that appears again within its first `counts[n] + 1`
+    /// The first node of list `n` that appears again within its first `count(n) + 1`
     /// nodes.
     fn repeated_node(&self, n: usize) -> Option<usize> {
-        let count = self.counts[n] as usize;
+        let count = self.count(n);
         let mut a = self.heads[n];
         for i in 0..=count {
             let mut b = a;
@@ -950,7 +990,7 @@ fn each_cache(reg: &Registry, mut f: impl FnMut(&ThreadCache)) {
     let mut cur = reg.head;
     while !cur.is_null() {
         // SAFETY: registry nodes are live caches; what other threads write in them
-        // (counters, `cached`) is read as atomics or volatile words.
+        // (counters, `budget_room`) is read as atomics or volatile words.
         unsafe {
             f(&*cur);
             cur = (*cur).next;
@@ -1042,7 +1082,8 @@ mod tests {
         // SAFETY: zero is a valid empty cache (as `create` makes one).
         let mut tc: ThreadCache = unsafe { core::mem::zeroed() };
         tc.limits = LIMITS;
-        tc.budget = usize::MAX;
+        tc.room = ROOM;
+        tc.set_budget(isize::MAX as usize);
         tc
     }
 
@@ -1070,7 +1111,7 @@ mod tests {
         assert_eq!(tc.pop_mid(65), Some(a));
         assert_eq!(tc.mid_missed(65), MID_MIN_GRANULES);
         assert_eq!(tc.mid_missed(514), 514, "taken from the heap at its own length");
-        assert_eq!((tc.pop_mid(514), tc.cached), (None, 0));
+        assert_eq!((tc.pop_mid(514), tc.cached_granules()), (None, 0));
     }
 
     #[test]
