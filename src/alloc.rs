@@ -193,12 +193,10 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
 pub fn free(p: *mut u8) {
     if let Some(tc) = cache::existing() {
         let arena = heap::brk_arena();
-        if let Some((g, n)) = arena.short_block_at(p as usize) {
-            if g + n != arena.hi_live_relaxed() {
-                count_free(Some(&mut *tc));
-                tc.push(p as usize, n);
-                return;
-            }
+        if let Some((_, n)) = arena.short_block_at(p as usize) {
+            count_free(Some(&mut *tc));
+            tc.push(p as usize, n);
+            return;
         }
     }
     free_other(p)

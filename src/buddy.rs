@@ -166,9 +166,12 @@ pub struct Arena {
     meta_base: usize,
     /// Granules below the heap top. Written under the lock, read without it.
     top: AtomicUsize,
-    /// `top` where the CPU loads a bitmap pair atomically, else 0: what the free fast
-    /// path (`short_block_at`) checks pointers against, so that the one comparison
-    /// also keeps it off a CPU it cannot run on. Stored with `top` (`set_top`).
+    /// What the free fast path (`short_block_at`) checks a pointer's granule against:
+    /// the top, lowered to `CACHEABLE_GRANULES` below `hi_live`, where the CPU loads a
+    /// bitmap pair atomically; else 0. So the one comparison keeps the path off a CPU
+    /// it cannot run on, and off the highest live block (every block the path takes
+    /// is at most that long, so one starting below this bound ends below `hi_live`).
+    /// Stored with `top` and `hi_live` (`set_top`, `set_hi_live`).
     fast_top: AtomicUsize,
     /// End of the highest live block (user, cached or metadata): everything from here
     /// to the top is free. Written under the lock, read without it by `free`, which
@@ -317,7 +320,17 @@ impl Arena {
 
     fn set_top(&self, top: usize) {
         self.top.store(top, Release);
-        self.fast_top.store(if sys::pair_loads_atomic() { top } else { 0 }, Release);
+        self.refresh_fast_top();
+    }
+
+    fn set_hi_live(&self, end: usize) {
+        self.hi_live.store(end, Release);
+        self.refresh_fast_top();
+    }
+
+    fn refresh_fast_top(&self) {
+        let bound = self.top().min(self.hi_live().saturating_sub(CACHEABLE_GRANULES));
+        self.fast_top.store(if sys::pair_loads_atomic() { bound } else { 0 }, Release);
     }
 
     /// How low the free tail could reach if the thread-cached blocks ending at `g`
@@ -525,8 +538,10 @@ impl Arena {
     #[inline(always)]
     pub fn short_block_at(&self, addr: usize) -> Option<(usize, usize)> {
         // The granule, with any misalignment rotated into the top bits, which puts it
-        // far above any top: one comparison checks both. A stale top only sends the
-        // call to the slow path, which rereads it.
+        // far above any top: one comparison checks both (and that the block is not the
+        // highest live one, see `fast_top`). A stale bound only sends the call to the
+        // slow path, which rereads it, or lets the highest block into the cache, which
+        // only delays giving the top back.
         let g = addr.wrapping_sub(self.base).rotate_right(GRANULE_SHIFT as u32);
         if g >= self.fast_top.load(Relaxed) {
             return None;
@@ -576,12 +591,6 @@ impl Arena {
         (n <= CACHEABLE_GRANULES).then_some((g, n))
     }
 
-    /// `hi_live` for the free fast path (a stale value only changes whether a block
-    /// goes to the cache or back to the heap at once).
-    #[inline(always)]
-    pub fn hi_live_relaxed(&self) -> usize {
-        self.hi_live.load(Relaxed)
-    }
 
     /// End of the live block that starts at `g` (which must be a live start). Reads the
     /// metadata of the chunks after g's: call it with the lock held.
@@ -908,7 +917,7 @@ impl Arena {
         self.stats.live_granules += (n * k) as u64;
         self.tail_hint = self.tail_hint.max(end);
         if end > self.hi_live() {
-            self.hi_live.store(end, Release);
+            self.set_hi_live(end);
         }
     }
 
@@ -916,7 +925,7 @@ impl Arena {
     /// find the new highest live end.
     fn lower_hi_live(&mut self, end: usize) {
         if end >= self.hi_live() {
-            self.hi_live.store(self.free_tail_start(), Release);
+            self.set_hi_live(self.free_tail_start());
         }
     }
 
@@ -1679,7 +1688,7 @@ impl Arena {
             if tail < new_top {
                 self.release_range(tail, new_top);
             }
-            self.hi_live.store(self.free_tail_start(), Release);
+            self.set_hi_live(self.free_tail_start());
         }
         released
     }

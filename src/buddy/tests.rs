@@ -59,8 +59,10 @@ fn meta_starts(a: &Arena) -> Vec<usize> {
 
 /// Checks every structural invariant against the model of live user blocks.
 fn check(a: &Arena, model: &BTreeMap<usize, usize>) {
-    // The free fast path checks pointers against `fast_top`: stored with every top.
-    assert_eq!(a.fast_top.load(Relaxed), if sys::pair_loads_atomic() { a.top() } else { 0 });
+    // The free fast path checks pointers against `fast_top`: stored with every top and
+    // every highest live end.
+    let bound = a.top().min(a.hi_live().saturating_sub(CACHEABLE_GRANULES));
+    assert_eq!(a.fast_top.load(Relaxed), if sys::pair_loads_atomic() { bound } else { 0 });
     let metas = meta_starts(a);
     let mut live = 0usize;
     let mut expect_next = 0;
@@ -484,6 +486,11 @@ fn a_block_ending_at_its_chunks_end_is_measured_without_the_lock() {
             break g;
         }
     };
+    // The highest live block never takes the free fast path (`fast_top`).
+    assert_eq!(a.short_block_at(a.addr(g)), None);
+    let above = a.alloc(CACHEABLE_GRANULES + 1, 1).unwrap();
+    model.insert(above, CACHEABLE_GRANULES + 1);
+    assert!(above > g);
     // Its bitmap word ends with it, so only `runs_on` tells that nothing runs on.
     assert_eq!(a.meta(g >> CHUNK_SHIFT).unwrap().runs_on.load(Relaxed), 0);
     assert_eq!(a.live_block_at(a.addr(g)), Ok((g, 1)));
