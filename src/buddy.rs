@@ -174,8 +174,9 @@ pub struct Arena {
     /// Stored with `top` and `hi_live` (`set_top`, `set_hi_live`).
     fast_top: AtomicUsize,
     /// End of the highest live block (user, cached or metadata): everything from here
-    /// to the top is free. Written under the lock, read without it by `free`, which
-    /// sends the block just below the free tail straight back so the top can shrink.
+    /// to the top is free. Written under the lock (`set_hi_live`); `free` sends the block
+    /// just below the free tail straight back so the top can shrink (its fast path
+    /// through `fast_top`, which stays below it).
     hi_live: AtomicUsize,
     /// Most granules the directory can describe.
     pub limit: usize,
@@ -590,7 +591,6 @@ impl Arena {
         let n = 64 - b + stop.trailing_zeros() as usize;
         (n <= CACHEABLE_GRANULES).then_some((g, n))
     }
-
 
     /// End of the live block that starts at `g` (which must be a live start). Reads the
     /// metadata of the chunks after g's: call it with the lock held.

@@ -10,9 +10,10 @@
 //!   `pop` and `give_back` clear it before the block is handed out or returned to the
 //!   buddy.
 //! * Each list is LIFO (the most recently freed block of a size is the next one handed
-//!   out) and `count(n)` nodes long, at most `limits[n]`; the last node links to null.
-//! * `cached` is the granules on all lists (mid-size blocks at their list's class
-//!   size), at most `budget` after any push.
+//!   out) and `count(n)` nodes long (`limits[n] - room[n]`), at most `limits[n]`
+//!   after any push (`room[n] >= 0`); the last node links to null.
+//! * The granules on all lists (mid-size blocks at their list's class size) are
+//!   `budget - budget_room`, at most `budget` after any push (`budget_room >= 0`).
 //! * Only the owning thread touches a cache's lists; other threads read its counters
 //!   (atomics written by the owner only) when statistics are gathered under the heap lock.
 //! * Every live cache is on the list rooted at `REGISTRY.head` (guarded by the heap lock).
