@@ -267,17 +267,6 @@ const LIMITS: [u32; LISTS] = {
     l
 };
 
-/// `ThreadCache::room` of an empty cache: its lists' limits.
-const ROOM: [i32; LISTS] = {
-    let mut r = [0i32; LISTS];
-    let mut n = 0;
-    while n < LISTS {
-        r[n] = LIMITS[n] as i32;
-        n += 1;
-    }
-    r
-};
-
 /// Granules of each block on list `i`, for the small classes; the least for mid ones.
 const fn list_granules(i: usize) -> usize {
     if i < MID_BASE { i } else { mid_size(i - MID_BASE) }
@@ -417,10 +406,7 @@ fn create() -> Option<&'static mut ThreadCache> {
     unsafe {
         core::ptr::write_bytes(tc as *mut u8, 0, core::mem::size_of::<ThreadCache>());
         (*tc).key = h.brk.cached_tag(0);
-        (*tc).limits = LIMITS;
-        (*tc).room = ROOM;
-        (*tc).budget = BUDGET_MIN;
-        (*tc).budget_room = BUDGET_MIN as isize;
+        (*tc).start_empty(BUDGET_MIN);
         let reg = registry(&mut h);
         (*tc).next = reg.head;
         if !reg.head.is_null() {
@@ -437,6 +423,15 @@ fn create() -> Option<&'static mut ThreadCache> {
 }
 
 impl ThreadCache {
+    /// Gives a zeroed cache (empty lists) its first limits and `budget`, the rooms
+    /// following through `set_limit` and `set_budget`.
+    fn start_empty(&mut self, budget: usize) {
+        for (n, &limit) in LIMITS.iter().enumerate() {
+            self.set_limit(n, limit);
+        }
+        self.set_budget(budget);
+    }
+
     /// Blocks on list `n`.
     #[inline]
     fn count(&self, n: usize) -> usize {
@@ -1082,9 +1077,7 @@ mod tests {
     fn roomy_cache() -> ThreadCache {
         // SAFETY: zero is a valid empty cache (as `create` makes one).
         let mut tc: ThreadCache = unsafe { core::mem::zeroed() };
-        tc.limits = LIMITS;
-        tc.room = ROOM;
-        tc.set_budget(isize::MAX as usize);
+        tc.start_empty(isize::MAX as usize);
         tc
     }
 
