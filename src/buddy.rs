@@ -733,6 +733,13 @@ impl Arena {
     fn raise_run_bounds(&self, lo: usize, hi: usize) {
         // Searches are for at most RUN_MAX granules: a bound that high is high enough.
         const CAP: usize = RUN_MAX;
+        // The run is followed this far on either side. Past that the bound becomes CAP,
+        // which is still an upper bound: a search for a longer run than the chunk has
+        // then looks into it once and lowers the bound to what it found. Measuring every
+        // run to the end made each release in a chunk being emptied rescan the free
+        // words freed before it (4 % of the allocator's instructions on the Python
+        // workloads).
+        const SIDE: usize = 256;
         let top = self.top();
         let mut g = lo;
         while g < hi {
@@ -748,7 +755,9 @@ impl Arena {
             } else {
                 let limit = core::cmp::min(CHUNK_GRANULES, top - base);
                 let m = self.meta_of(g);
-                m.free_run_around(g - base, end - base, limit, CAP).min(CAP)
+                let run = m.free_run_around(g - base, end - base, limit, SIDE);
+                // A run followed to SIDE on one side may go on past it.
+                if run >= end - g + SIDE { CAP } else { run }
             };
             if run > bound {
                 self.set_run_hint(g >> CHUNK_SHIFT, run);
