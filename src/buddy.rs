@@ -728,6 +728,25 @@ impl Arena {
         self.raise_run_bounds(lo, hi);
     }
 
+    /// Gives back `[lo, hi)`, the tail of a buddy-free block whose head (up to `lo`)
+    /// was just taken and marked live. Its aligned pieces grow in size towards `hi`, and
+    /// each one's buddy lies to its left, in the live head or overlapping a larger piece:
+    /// none can merge, so they are pushed without looking. No free run grew either, so
+    /// the run bounds stay upper bounds as they are.
+    fn release_split_tail(&mut self, lo: usize, hi: usize) {
+        let mut g = lo;
+        while g < hi {
+            let align = g.trailing_zeros() as usize;
+            let fit = (usize::BITS - 1 - (hi - g).leading_zeros()) as usize;
+            let k = core::cmp::min(core::cmp::min(align, fit), MAX_ORDER);
+            #[cfg(test)]
+            assert!(!self.is_free_block(g ^ (1 << k), k), "split piece {g} of order {k} has a free buddy");
+            self.push_free(g, k);
+            self.meta_of(g).dirty.store(1, Relaxed);
+            g += 1 << k;
+        }
+    }
+
     /// Raises the run bounds of the chunks `[lo, hi)` lies in to the length of the free
     /// run it is now part of (the only way a longer run appears).
     fn raise_run_bounds(&self, lo: usize, hi: usize) {
@@ -965,7 +984,7 @@ impl Arena {
         let p = self.find_run(n, 0)?;
         let end = self.take_run(p, n);
         self.mark_live(p, n);
-        self.release_cleared(p + n, end);
+        self.release_split_tail(p + n, end);
         Some(p)
     }
 
@@ -994,7 +1013,7 @@ impl Arena {
             let k = core::cmp::max(1, room / n);
             let end = self.take_run(p, k * n);
             self.mark_live_run(p, n, k);
-            self.release_cleared(p + k * n, end);
+            self.release_split_tail(p + k * n, end);
             for i in 0..k {
                 out[got] = p + i * n;
                 got += 1;
