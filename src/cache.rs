@@ -644,14 +644,18 @@ impl ThreadCache {
         }
         self.refill_volume[n] = self.refill_volume[n].saturating_add((k * n) as u32);
         // Cache the later ones in reverse, so the lowest addresses are handed out first.
+        // (The chain is built in locals: stores into the blocks could alias the cache's
+        // fields, which would otherwise be reloaded and stored for every block.)
+        let mut head = self.heads[n];
         for &addr in got[1..k].iter().rev() {
             let h = addr as *mut CachedHeader;
             // SAFETY: a live block just allocated for this cache.
-            unsafe { h.write(CachedHeader { tag: self.tag(addr), next: self.heads[n] }) };
-            self.heads[n] = h;
-            self.room[n] -= 1;
-            self.budget_room -= n as isize;
+            unsafe { h.write(CachedHeader { tag: self.tag(addr), next: head }) };
+            head = h;
         }
+        self.heads[n] = head;
+        self.room[n] -= (k - 1) as i32;
+        self.budget_room -= ((k - 1) * n) as isize;
         Some(got[0])
     }
 
