@@ -567,9 +567,11 @@ impl Arena {
         if ((alloc & start) >> b) & 1 == 0 {
             return None;
         }
-        let stop = ((start | !alloc) >> b) >> 1;
+        // Granules from g on in this word that end the block (a start, or not live),
+        // g's own start bit cleared: the first one set is the block's length.
+        let stop = ((start | !alloc) >> b) & !1;
         if stop != 0 {
-            return Some((g, 1 + stop.trailing_zeros() as usize));
+            return Some((g, stop.trailing_zeros() as usize));
         }
         if offset == LAST_PAIR {
             // The block reaches its chunk's end, where it ends unless it may run on. (The

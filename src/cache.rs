@@ -507,11 +507,26 @@ impl ThreadCache {
         // SAFETY: the block is live and the caller's to give up; 16 bytes, aligned.
         unsafe { h.write(CachedHeader { tag: self.tag(addr), next: head }) };
         self.heads[i] = h;
+        // Each count is tested right after its decrement, which sets the flags the test
+        // reads (testing both after both reloaded the first).
         self.room[i] -= 1;
+        if self.room[i] < 0 {
+            return self.overflow_counting(i, granules);
+        }
         self.budget_room -= granules as isize;
-        if self.room[i] < 0 || self.budget_room < 0 {
+        if self.budget_room < 0 {
             self.overflow(i);
         }
+    }
+
+    /// `push_list`'s list `i` went over its limit before the push was counted in the
+    /// budget: counts it, then flushes. (A call of its own, so that the fast path keeps
+    /// the budget's decrement and test together.)
+    #[cold]
+    #[inline(never)]
+    fn overflow_counting(&mut self, i: usize, granules: usize) {
+        self.budget_room -= granules as isize;
+        self.overflow(i);
     }
 
     /// Pops a block for a mid-size request of `n` granules, if one is cached.

@@ -8,6 +8,8 @@
  *   - counters move: malloc_calls / free_calls / calloc_calls /
  *     realloc_calls / memalign_calls grow by at least the calls made, and
  *     live_blocks / in_use_bytes go up while 100 blocks are live
+ *   - in_use_bytes comes back to its value once 5,000 blocks of one size
+ *     (enough to overflow the thread cache's list many times) are freed
  */
 #include "testutil.h"
 #include <malloc.h>
@@ -70,5 +72,23 @@ int main(void)
           (unsigned long long)b.free_calls, (unsigned long long)d.free_calls);
     CHECK(d.live_blocks + 100 <= b.live_blocks, "live_blocks %llu -> %llu after 103 frees",
           (unsigned long long)b.live_blocks, (unsigned long long)d.live_blocks);
+
+    /* Many blocks of one size freed: the thread cache's list overflows again and
+     * again (and flushes), yet what it reports as cached stays exact, so the bytes in
+     * use come back to where they were. */
+    enum { MANY = 5000 };
+    static void *w[MANY];
+    struct myalloc_stats e, f;
+    get(&e, sizeof e);
+    for (int i = 0; i < MANY; i++)
+        w[i] = malloc(16);
+    for (int i = 0; i < MANY; i++)
+        free(w[i]);
+    get(&f, sizeof f);
+    printf("in_use_before=%llu in_use_after=%llu cached_after=%llu\n",
+           (unsigned long long)e.in_use_bytes, (unsigned long long)f.in_use_bytes,
+           (unsigned long long)f.cached_bytes);
+    CHECK(f.in_use_bytes == e.in_use_bytes, "in_use_bytes %llu -> %llu after %d blocks freed",
+          (unsigned long long)e.in_use_bytes, (unsigned long long)f.in_use_bytes, MANY);
     return finish();
 }
