@@ -137,6 +137,15 @@ const GROW_RUN_MAX: usize = 64;
 /// Run-bound bitmaps per group of chunks: bounds of at least 1, 2, 4, ... 2048.
 const FIT_CLASSES: usize = (usize::BITS - RUN_MAX.leading_zeros()) as usize;
 
+/// Order of the largest aligned block that starts at `g` and ends by `hi` (`g < hi`):
+/// the next piece when `[g, hi)` is cut into maximal aligned blocks.
+#[inline]
+fn piece_order(g: usize, hi: usize) -> usize {
+    let align = if g == 0 { MAX_ORDER } else { g.trailing_zeros() as usize };
+    let fit = (usize::BITS - 1 - (hi - g).leading_zeros()) as usize;
+    align.min(fit).min(MAX_ORDER)
+}
+
 /// The bitmap a run search for `n` granules visits: the largest `t` with `2^t <= n`
 /// (capped at `RUN_MAX`).
 #[inline]
@@ -721,9 +730,7 @@ impl Arena {
     fn release_cleared(&mut self, lo: usize, hi: usize) {
         let mut g = lo;
         while g < hi {
-            let align = if g == 0 { MAX_ORDER } else { g.trailing_zeros() as usize };
-            let fit = (usize::BITS - 1 - (hi - g).leading_zeros()) as usize;
-            let k = core::cmp::min(core::cmp::min(align, fit), MAX_ORDER);
+            let k = piece_order(g, hi);
             self.free_with_merge(g, k);
             g += 1 << k;
         }
@@ -738,9 +745,7 @@ impl Arena {
     fn release_split_tail(&mut self, lo: usize, hi: usize) {
         let mut g = lo;
         while g < hi {
-            let align = g.trailing_zeros() as usize;
-            let fit = (usize::BITS - 1 - (hi - g).leading_zeros()) as usize;
-            let k = core::cmp::min(core::cmp::min(align, fit), MAX_ORDER);
+            let k = piece_order(g, hi);
             #[cfg(test)]
             assert!(!self.is_free_block(g ^ (1 << k), k), "split piece {g} of order {k} has a free buddy");
             self.push_free(g, k);
