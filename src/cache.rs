@@ -128,6 +128,13 @@ pub struct ThreadCache {
     prev: *mut ThreadCache,
 }
 
+/// The tag of a block at `addr` parked in a cache whose key is `key` (the arena's
+/// `cached_tag`, computed from `key = cached_tag(0)`).
+#[inline(always)]
+fn tag_of(key: u64, addr: usize) -> u64 {
+    key ^ addr as u64
+}
+
 /// Blocks taken off a list by `ThreadCache::detach`: a null-terminated chain.
 struct Detached {
     first: *mut CachedHeader,
@@ -456,7 +463,7 @@ impl ThreadCache {
 
     #[inline(always)]
     fn tag(&self, addr: usize) -> u64 {
-        self.key ^ addr as u64
+        tag_of(self.key, addr)
     }
 
     /// Pops the most recently cached block of `n` granules and makes it the user's.
@@ -882,7 +889,7 @@ fn give_back(h: &mut Heap, key: u64, n: usize, mut cur: *mut CachedHeader, count
             // SAFETY: list nodes are cached blocks of the list's owner; read the link
             // before the buddy reuses the header.
             unsafe {
-                let tagged = (*cur).tag == key ^ addr as u64;
+                let tagged = (*cur).tag == tag_of(key, addr);
                 cur = (*cur).next;
                 if !tagged {
                     if strict {
