@@ -304,23 +304,56 @@ pub fn usable_size(p: *mut u8) -> usize {
     lookup_live(p, "malloc_usable_size").n << GRANULE_SHIFT
 }
 
+/// A small block shrunk by fewer granules than this keeps its length: giving the tail
+/// back would take the lock for less than a quarter of a kilobyte.
+const SHRINK_MIN_GRANULES: usize = 16;
+
 /// Resizes the block at `p` (non-null) to `size` bytes (non-zero), in place when the
 /// usable size allows or the granules after it are free; moves it otherwise.
+///
+/// Most of an interpreter's calls are on small blocks (a string or buffer trimmed to
+/// what it holds, or grown by a few bytes): those are measured without the lock, as
+/// `free` measures them, and one that holds `size` and is not shrunk by
+/// `SHRINK_MIN_GRANULES` or more is returned as it is, without a call.
+#[inline]
 pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
-    let b = lookup_live(p, "realloc");
+    let arena = heap::brk_arena();
+    // (A size past the small classes goes on without the look: it may fit only a block
+    // longer than this path measures.)
+    let small = if size <= CLASSES << GRANULE_SHIFT { arena.short_block_at(p as usize) } else { None };
+    let Some((g, n)) = small else {
+        let b = lookup_live(p, "realloc");
+        return resize(b.addr, b.g, b.n, size);
+    };
+    // SAFETY: a live block starts at p (measured above): its first word is readable.
+    let first_word = unsafe { (p as *const u64).read_volatile() };
+    if first_word == arena.cached_tag(p as usize) {
+        report::misuse("realloc", Misuse::UseAfterFree, p as usize);
+    }
+    let usable = n << GRANULE_SHIFT;
+    if size <= usable && usable - size < SHRINK_MIN_GRANULES << GRANULE_SHIFT {
+        return p;
+    }
+    resize(p as usize, g, n, size)
+}
+
+/// `realloc` of the live block of `n` granules at `addr` (granule `g`), checked not to
+/// be parked in a cache: shrunk, grown in place, or moved.
+fn resize(addr: usize, g: usize, n: usize, size: usize) -> *mut u8 {
+    let p = addr as *mut u8;
     let Some(m) = granules(size) else { return ptr::null_mut() };
-    if m <= b.n {
+    if m <= n {
         // Shrinking gives the tail back only when it is worth a lock: a mid-size block
         // keeps its class size (see growing below), a larger one any whole granule.
         let keep = match m {
-            _ if m <= CLASSES => if b.n - m >= 16 { m } else { b.n },
-            _ if m <= MID_MAX_GRANULES => cache::mid_rounded(m).min(b.n),
+            _ if m <= CLASSES => if n - m >= SHRINK_MIN_GRANULES { m } else { n },
+            _ if m <= MID_MAX_GRANULES => cache::mid_rounded(m).min(n),
             _ => m,
         };
-        if keep < b.n {
+        if keep < n {
             let mut h = HEAP.lock();
-            if let Some(arena) = h.arena_mut(b.addr) {
-                arena.shrink_in_place(b.g, b.n, keep);
+            if let Some(arena) = h.arena_mut(addr) {
+                arena.shrink_in_place(g, n, keep);
             }
         }
         return p;
@@ -331,8 +364,8 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     let roomy = if m > CLASSES && m <= MID_MAX_GRANULES { cache::mid_rounded(m) } else { m };
     let grown = {
         let mut h = HEAP.lock();
-        match h.arena_mut(b.addr) {
-            Some(arena) => arena.grow_in_place(b.g, b.n, roomy) || (roomy > m && arena.grow_in_place(b.g, b.n, m)),
+        match h.arena_mut(addr) {
+            Some(arena) => arena.grow_in_place(g, n, roomy) || (roomy > m && arena.grow_in_place(g, n, m)),
             None => false,
         }
     };
@@ -343,16 +376,16 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if q.is_null() {
         return q;
     }
-    if b.n >= DISCARD_MIN_GRANULES {
+    if n >= DISCARD_MIN_GRANULES {
         // (Every arena of the process heap, the break and the fallback mappings, lets
         // pages go back to the kernel.)
-        sys::keep_errno(|| copy_releasing(b.addr, q as usize, b.n << GRANULE_SHIFT));
+        sys::keep_errno(|| copy_releasing(addr, q as usize, n << GRANULE_SHIFT));
         // (Counted as the free it replaces.)
         count_free(cache::current());
-        sys::keep_errno(|| free_locked(b.addr, b.n, "realloc", Contents::Released));
+        sys::keep_errno(|| free_locked(addr, n, "realloc", Contents::Released));
     } else {
         // SAFETY: both blocks are live and distinct; the old one holds n granules.
-        unsafe { ptr::copy_nonoverlapping(b.addr as *const u8, q, b.n << GRANULE_SHIFT) };
+        unsafe { ptr::copy_nonoverlapping(addr as *const u8, q, n << GRANULE_SHIFT) };
         free(p);
     }
     q

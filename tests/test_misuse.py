@@ -30,6 +30,7 @@ CASES = [
     ("mmap_page",            "invalid pointer",   "free"),
     ("realloc_freed",        "use after free",    "realloc"),
     ("realloc_freed_large",  "use after free",    "realloc"),
+    ("realloc_freed_shrink", "use after free",    "realloc"),
 ]
 
 

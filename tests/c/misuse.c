@@ -24,6 +24,8 @@
  *                         mmap (page + 16 / page start, mapped memory below)
  *   realloc_freed         realloc() of an already freed 64-byte block
  *   realloc_freed_large   realloc() of an already freed 1 MiB block
+ *   realloc_freed_shrink  realloc() of an already freed 64-byte block to 48 bytes
+ *                         (a size it holds: realloc's lock-free path)
  */
 #include "testutil.h"
 #include <pthread.h>
@@ -125,6 +127,13 @@ int main(int argc, char **argv)
         announce(p);
         free(p);
         p = realloc(p, 2 * n);
+        printf("realloc returned %p\n", (void *)p);
+    } else if (!strcmp(w, "realloc_freed_shrink")) {
+        char *p = malloc(64);
+        memset(p, 1, 64);
+        announce(p);
+        free(p);
+        p = realloc(p, 48);
         printf("realloc returned %p\n", (void *)p);
     } else {
         printf("unknown case '%s'\n", w);
