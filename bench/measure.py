@@ -117,6 +117,14 @@ class Command:
     stdin: str = None
 
 
+def run_slug(allocator_name):
+    """The allocator's part of a run folder's name: the same length for every
+    allocator (the folder is the program's working directory and, in traced
+    runs, part of MYALLOC_STATS_FILE, so a longer name was a longer
+    environment; see allocators.py)."""
+    return hashlib.sha256(allocator_name.encode()).hexdigest()[:8]
+
+
 @dataclass
 class RunDir:
     """The files of one run: ``work/`` (cwd), stdout, stderr and side files."""

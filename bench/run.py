@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import allocators as alloc_mod  # noqa: E402
 import machine  # noqa: E402
 import report  # noqa: E402
-from measure import (MeasureError, RunDir, build_helper, find_strace,  # noqa: E402
+from measure import (MeasureError, RunDir, build_helper, find_strace, run_slug,  # noqa: E402
                      timed_run, traced_run)
 from progress import Progress  # noqa: E402
 from workloads import build_workloads, real_python, select  # noqa: E402
@@ -115,7 +115,7 @@ class Bench:
 
     def rundir(self, workload, allocator, phase):
         slug = workload.name.replace("/", "_")
-        return RunDir(self.scratch / slug / f"{allocator.name}-{phase}")
+        return RunDir(self.scratch / slug / f"{run_slug(allocator.name)}-{phase}")
 
     # -- phase 1 -------------------------------------------------------------
 

@@ -35,7 +35,8 @@ import instructions  # noqa: E402
 import machine  # noqa: E402
 import report  # noqa: E402
 import speed_report  # noqa: E402
-from measure import Command, MeasureError, RunDir, build_helper, timed_run  # noqa: E402
+from measure import (Command, MeasureError, RunDir, build_helper, run_slug,  # noqa: E402
+                     timed_run)
 from progress import Progress  # noqa: E402
 from run import stale_library  # noqa: E402
 from workloads import Workload, build_workloads, real_python, select  # noqa: E402
@@ -160,7 +161,7 @@ class SpeedRun:
             progress.write(f"FAIL {pattern} under {allocator}: {reason}")
 
     def one(self, w, a, rep):
-        rd = RunDir(self.scratch / w.name / a.name)
+        rd = RunDir(self.scratch / w.name / run_slug(a.name))
         res = timed_run(w.command, a.lib, rd, self.launcher, self.args.timeout)
         try:
             line = rd.stdout.read_text(errors="replace").strip().splitlines()[0][:200]
