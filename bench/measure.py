@@ -117,6 +117,20 @@ class Command:
     stdin: str = None
 
 
+#: What a run without a preload (glibc's) gets in place of LD_PRELOAD: a value
+#: as long as the preloaded runs' library paths (``preload_width``), so that
+#: every allocator's programs start with an environment of one size.
+NO_PRELOAD_VAR = "MYALLOC_BENCH_NO_PRELOAD"
+
+
+def preload_stand_in(preload, preload_width):
+    """The environment entry a run without a preload gets (none with one)."""
+    if preload or not preload_width:
+        return {}
+    width = len("LD_PRELOAD=") + preload_width - len(NO_PRELOAD_VAR + "=")
+    return {NO_PRELOAD_VAR: "-" * max(width, 0)}
+
+
 def run_slug(allocator_name):
     """The allocator's part of a run folder's name: the same length for every
     allocator (the folder is the program's working directory and, in traced
@@ -217,15 +231,17 @@ class TimedResult:
     error: str = None
 
 
-def timed_run(cmd, preload, rundir, launcher, timeout):
-    """One untraced run through the launcher: wall time, CPU time, peak RSS."""
+def timed_run(cmd, preload, rundir, launcher, timeout, preload_width=0):
+    """One untraced run through the launcher: wall time, CPU time, peak RSS.
+    ``preload_width``: see ``preload_stand_in``."""
     rundir.reset()
     result_file = rundir.root / "launch.txt"
     argv = [launcher, result_file]
     if preload:
         argv += ["-p", preload]
     argv += ["--"] + list(cmd.argv)
-    status, timed_out = _run(argv, clean_env(cmd.env), rundir, cmd.stdin, timeout)
+    env = clean_env(dict(cmd.env, **preload_stand_in(preload, preload_width)))
+    status, timed_out = _run(argv, env, rundir, cmd.stdin, timeout)
     if timed_out:
         return TimedResult(status=None, timed_out=True, error=f"timed out after {timeout} s")
     fields = {}
@@ -257,7 +273,7 @@ class TracedResult:
     wall_s: float = None
 
 
-def traced_run(cmd, preload, rundir, strace, timeout, keep_trace=False):
+def traced_run(cmd, preload, rundir, strace, timeout, keep_trace=False, preload_width=0):
     """One run under strace: exact per-process peak brk and held memory, plus
     myalloc's own statistics file (written by the last process to exit, which
     for every workload here is the top process: it waits for its children)."""
@@ -269,7 +285,8 @@ def traced_run(cmd, preload, rundir, strace, timeout, keep_trace=False):
     if preload:
         argv += ["-E", f"LD_PRELOAD={preload}"]
     argv += ["--"] + list(cmd.argv)
-    env = clean_env(dict(cmd.env, MYALLOC_STATS_FILE=stats_file))
+    env = clean_env(dict(cmd.env, MYALLOC_STATS_FILE=stats_file,
+                         **preload_stand_in(preload, preload_width)))
     start = time.monotonic()
     status, timed_out = _run(argv, env, rundir, cmd.stdin, timeout)
     wall = time.monotonic() - start

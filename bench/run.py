@@ -106,6 +106,8 @@ class Bench:
         self.runs = []
         self.failures = {}
         self.reference = {}
+        # Length of the preloaded libraries' paths (all snapshots: one length).
+        self.preload_width = 0
 
     def fail(self, workload, allocator, reason, progress):
         key = (workload.name, allocator.name)
@@ -124,7 +126,8 @@ class Bench:
             w, a = task
             rd = self.rundir(w, a, "trace")
             res = traced_run(w.command, a.lib, rd, strace, self.args.timeout,
-                             keep_trace=self.args.keep_traces)
+                             keep_trace=self.args.keep_traces,
+                             preload_width=self.preload_width)
             if res.error is None and not self.args.keep_traces:
                 shutil.rmtree(rd.root, ignore_errors=True)
             return w, a, res
@@ -171,7 +174,8 @@ class Bench:
                         continue
                     progress.set_label(f"rep {rep + 1}: {w.name} / {a.name}")
                     rd = self.rundir(w, a, "time")
-                    res = timed_run(w.command, a.lib, rd, launcher, self.args.timeout)
+                    res = timed_run(w.command, a.lib, rd, launcher, self.args.timeout,
+                                    preload_width=self.preload_width)
                     if res.error is None and res.output_sha256 != self.reference.get(w.name):
                         res.error = "output differs from glibc's (timed run)"
                     self.runs.append(run_record(w, a, "time", rep + 1, res))
@@ -220,6 +224,7 @@ def main(argv=None):
           f"1 traced + {args.reps} timed run(s) each", file=sys.stderr)
 
     bench = Bench(args)
+    bench.preload_width = max((len(a.lib) for a in allocators if a.lib), default=0)
     shutil.rmtree(bench.scratch, ignore_errors=True)
     start_stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     progress = Progress(total)

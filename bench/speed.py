@@ -154,6 +154,7 @@ class SpeedRun:
         self.runs = []
         self.failures = {}         # (pattern, allocator) -> reason
         self.reference = {}        # pattern -> (output sha256, first output line)
+        self.preload_width = 0     # see measure.preload_stand_in
 
     def fail(self, pattern, allocator, reason, progress):
         if (pattern, allocator) not in self.failures:
@@ -162,7 +163,8 @@ class SpeedRun:
 
     def one(self, w, a, rep):
         rd = RunDir(self.scratch / w.name / run_slug(a.name))
-        res = timed_run(w.command, a.lib, rd, self.launcher, self.args.timeout)
+        res = timed_run(w.command, a.lib, rd, self.launcher, self.args.timeout,
+                        preload_width=self.preload_width)
         try:
             line = rd.stdout.read_text(errors="replace").strip().splitlines()[0][:200]
         except (OSError, IndexError):
@@ -273,6 +275,7 @@ def main(argv=None):
     scratch = cache / "speed-run"
     shutil.rmtree(scratch, ignore_errors=True)
     bench = SpeedRun(args, launcher, scratch)
+    bench.preload_width = max((len(a.lib) for a in allocators if a.lib), default=0)
     progress = Progress(args.reps * len(patterns) * len(allocators))
     if not progress.run("speed", lambda: bench.rounds(patterns, allocators, progress)):
         return 130
