@@ -318,8 +318,8 @@ const SHRINK_MIN_GRANULES: usize = 16;
 #[inline]
 pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     let arena = heap::brk_arena();
-    // (A size past the small classes goes on without the look: it may fit only a block
-    // longer than this path measures.)
+    // (A size past the small classes skips the look: its block is most often a larger
+    // one, which this path would load and then leave to `lookup_live` to measure.)
     let small = if size <= CLASSES << GRANULE_SHIFT { arena.short_block_at(p as usize) } else { None };
     let Some((g, n)) = small else {
         let b = lookup_live(p, "realloc");
