@@ -152,6 +152,18 @@ pub struct Live {
     pub n: usize,
 }
 
+/// Reports `func`'s misuse `freed` and aborts if the live block at `addr` carries the
+/// cache tag: it was freed and is parked in a thread cache.
+#[inline(always)]
+fn reject_if_parked(arena: &Arena, addr: usize, func: &str, freed: Misuse) {
+    // SAFETY: a live block starts at `addr` (the caller measured it): its first word is
+    // readable.
+    let first_word = unsafe { (addr as *const u64).read_volatile() };
+    if first_word == arena.cached_tag(addr) {
+        report::misuse(func, freed, addr);
+    }
+}
+
 /// Finds the live block that starts at `p`, or reports the misuse and aborts. Unlike
 /// the free fast path it reads the block, so a block parked in a thread cache (already
 /// freed) is recognised by its tag.
@@ -171,11 +183,7 @@ pub fn lookup_live(p: *mut u8, func: &str) -> Live {
             } else {
                 n
             };
-            // SAFETY: a live block starts here: its first word is readable.
-            let first_word = unsafe { (addr as *const u64).read_volatile() };
-            if first_word == arena.cached_tag(addr) {
-                report::misuse(func, freed, addr);
-            }
+            reject_if_parked(arena, addr, func, freed);
             Live { arena, addr, g, n }
         }
         Err(true) => report::misuse(func, Misuse::InteriorPointer, addr),
@@ -325,11 +333,7 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         let b = lookup_live(p, "realloc");
         return resize(b.addr, b.g, b.n, size);
     };
-    // SAFETY: a live block starts at p (measured above): its first word is readable.
-    let first_word = unsafe { (p as *const u64).read_volatile() };
-    if first_word == arena.cached_tag(p as usize) {
-        report::misuse("realloc", Misuse::UseAfterFree, p as usize);
-    }
+    reject_if_parked(arena, p as usize, "realloc", Misuse::UseAfterFree);
     let usable = n << GRANULE_SHIFT;
     if size <= usable && usable - size < SHRINK_MIN_GRANULES << GRANULE_SHIFT {
         return p;
