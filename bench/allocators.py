@@ -105,6 +105,12 @@ def discover(spec, myalloc_path, cache_dir):
     return result, skipped
 
 
+def preload_width(allocators):
+    """Length of the preloaded libraries' paths (snapshots: one length), which
+    runs without a preload match with a stand-in (``measure.preload_stand_in``)."""
+    return max((len(a.lib) for a in allocators if a.lib), default=0)
+
+
 def snapshot(source, cache_dir):
     """Copy the library to CACHE/lib/<sha>.so and return that path (the same
     length for every library)."""

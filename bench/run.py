@@ -224,7 +224,7 @@ def main(argv=None):
           f"1 traced + {args.reps} timed run(s) each", file=sys.stderr)
 
     bench = Bench(args)
-    bench.preload_width = max((len(a.lib) for a in allocators if a.lib), default=0)
+    bench.preload_width = alloc_mod.preload_width(allocators)
     shutil.rmtree(bench.scratch, ignore_errors=True)
     start_stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     progress = Progress(total)

@@ -275,7 +275,7 @@ def main(argv=None):
     scratch = cache / "speed-run"
     shutil.rmtree(scratch, ignore_errors=True)
     bench = SpeedRun(args, launcher, scratch)
-    bench.preload_width = max((len(a.lib) for a in allocators if a.lib), default=0)
+    bench.preload_width = alloc_mod.preload_width(allocators)
     progress = Progress(args.reps * len(patterns) * len(allocators))
     if not progress.run("speed", lambda: bench.rounds(patterns, allocators, progress)):
         return 130

@@ -188,6 +188,9 @@ def test_every_allocator_runs_with_an_environment_of_one_size(tmp_path):
     slugs = [measure.run_slug(n) for n in ("myalloc", "x", "jemalloc-5.3-local")]
     assert len(set(slugs)) == 3 and len({len(s) for s in slugs}) == 1
     # glibc's runs (no preload) get a stand-in as long as LD_PRELOAD=<snapshot>.
+    found = [allocators.Allocator(name, lib, "", "")
+             for name, lib in (("glibc", None), ("a", snaps[0]), ("b", snaps[1]))]
+    assert allocators.preload_width(found) == len(snaps[0])
     [(var, value)] = measure.preload_stand_in(None, len(snaps[0])).items()
     assert len(f"{var}={value}") == len(f"LD_PRELOAD={snaps[0]}")
     assert measure.preload_stand_in(snaps[0], len(snaps[0])) == {}
